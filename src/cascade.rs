@@ -1,0 +1,295 @@
+//! The streaming builder: every level of a stack in one pass over the source slices.
+//!
+//! Source slices are decoded in z order on their own I/O threads (plain threads, not the rayon
+//! pool), a bounded read-ahead ahead of the kernel. Each level keeps at most one pending slice
+//! waiting for its pair; a completed pair is reduced (in parallel, on the rayon pool) into the
+//! next level, which may complete a pair there, and so on. At the end each level's lone pending
+//! slice becomes its level's last slice (the 2x2 mean), from the bottom up. Every source byte is
+//! read once, and memory stays O(levels x slice size) whatever the depth: buffers are recycled,
+//! never reallocated per slice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::geometry::{LevelInfo, LevelRule};
+use crate::kernel::reduce_slices;
+use crate::slice::Slice;
+use crate::source::Stack;
+
+/// Settings of a streaming build.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Which levels exist. Default: [`LevelRule::default`] (edge 500).
+    pub rule: LevelRule,
+    /// Stop after this level (levels above are not computed). Default: the rule's last level.
+    pub max_level: Option<u32>,
+    /// Threads decoding source slices ahead of the kernel. Each holds at most two decoded
+    /// slices (three when alone). Default: 2, or 1 on a one-core machine.
+    pub decode_threads: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        StreamOptions {
+            rule: LevelRule::default(),
+            max_level: None,
+            decode_threads: cores.min(2),
+        }
+    }
+}
+
+/// What a streaming build did.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    /// Source slices decoded.
+    pub source_slices: u64,
+    /// Bytes of source files read.
+    pub source_bytes: u64,
+    /// Slices produced per level (index 0 is always 0: the source is not produced).
+    pub produced: Vec<u64>,
+    /// Time the consumer waited for decoded slices (read-ahead too slow when large).
+    pub waited: Duration,
+    /// Wall time of the whole build.
+    pub elapsed: Duration,
+}
+
+/// The pairing state of a build: at most one pending slice per level.
+#[derive(Debug)]
+pub(crate) struct Cascade {
+    levels: Vec<LevelInfo>,
+    top: usize,
+    pending: Vec<Option<Slice>>,
+    next_z: Vec<u32>,
+    spare: Vec<Vec<Slice>>,
+    produced: Vec<u64>,
+}
+
+/// Receives each produced slice: (level, z, slice).
+pub(crate) type Sink<'a> = dyn FnMut(u32, u32, &Slice) -> Result<()> + 'a;
+
+impl Cascade {
+    /// A cascade producing levels 1..=top of `levels` (level 0 first).
+    pub(crate) fn new(levels: Vec<LevelInfo>, top: usize) -> Cascade {
+        let n = levels.len();
+        Cascade {
+            levels,
+            top,
+            pending: (0..n).map(|_| None).collect(),
+            next_z: vec![0; n],
+            spare: (0..n).map(|_| Vec::new()).collect(),
+            produced: vec![0; n],
+        }
+    }
+
+    fn buffer(&mut self, level: usize) -> Slice {
+        self.spare[level]
+            .pop()
+            .unwrap_or_else(|| Slice::zeroed(0, 0, self.levels[level].sample_type))
+    }
+
+    /// Hands a consumed level-`level` slice back: source buffers to `recycle`, others to spare.
+    fn release(&mut self, level: usize, slice: Slice, recycle: &mut Vec<Slice>) {
+        if level == 0 {
+            recycle.push(slice);
+        } else {
+            self.spare[level].push(slice);
+        }
+    }
+
+    /// Takes slice number `next` of `level` (< top); pairs it with the pending one.
+    pub(crate) fn feed(
+        &mut self,
+        level: usize,
+        slice: Slice,
+        sink: &mut Sink<'_>,
+        recycle: &mut Vec<Slice>,
+    ) -> Result<()> {
+        let Some(first) = self.pending[level].take() else {
+            self.pending[level] = Some(slice);
+            return Ok(());
+        };
+        let mut out = self.buffer(level + 1);
+        let reduced = reduce_slices(&first, Some(&slice), &mut out);
+        self.release(level, first, recycle);
+        self.release(level, slice, recycle);
+        reduced?;
+        self.emit(level + 1, out, sink, recycle)
+    }
+
+    fn emit(
+        &mut self,
+        level: usize,
+        out: Slice,
+        sink: &mut Sink<'_>,
+        recycle: &mut Vec<Slice>,
+    ) -> Result<()> {
+        let z = self.next_z[level];
+        self.next_z[level] += 1;
+        self.produced[level] += 1;
+        sink(level as u32, z, &out)?;
+        if level < self.top {
+            self.feed(level, out, sink, recycle)
+        } else {
+            self.spare[level].push(out);
+            Ok(())
+        }
+    }
+
+    /// Turns every lone pending slice into its level's last slice, bottom level first.
+    pub(crate) fn finish(&mut self, sink: &mut Sink<'_>, recycle: &mut Vec<Slice>) -> Result<()> {
+        for level in 0..self.top {
+            if let Some(lone) = self.pending[level].take() {
+                let mut out = self.buffer(level + 1);
+                let reduced = reduce_slices(&lone, None, &mut out);
+                self.release(level, lone, recycle);
+                reduced?;
+                self.emit(level + 1, out, sink, recycle)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds levels 1..=max of `stack` in one pass and hands every produced slice to `sink` as
+/// `(level, z, slice)`, in the order they complete. The slice is lent: copy what you keep.
+///
+/// # Errors
+/// The first decoding error (naming the file), a kernel error, or the sink's first error;
+/// the build stops there and its threads are joined before returning.
+pub fn stream_levels(
+    stack: &Stack,
+    options: &StreamOptions,
+    mut sink: impl FnMut(u32, u32, &Slice) -> Result<()>,
+) -> Result<StreamStats> {
+    let started = Instant::now();
+    let levels = stack.levels(&options.rule)?;
+    let last = levels.len() - 1;
+    let top = match options.max_level {
+        Some(m) if m as usize > last => {
+            return Err(Error::invalid(
+                "max level",
+                format!(
+                    "{m} but this stack has levels 0..={last} under {:?}",
+                    options.rule
+                ),
+            ));
+        }
+        Some(m) => m as usize,
+        None => last,
+    };
+    let mut stats = StreamStats {
+        produced: vec![0; levels.len()],
+        ..StreamStats::default()
+    };
+    if top == 0 {
+        stats.elapsed = started.elapsed();
+        return Ok(stats);
+    }
+    let depth = stack.depth();
+    let threads = options.decode_threads.clamp(1, 16);
+    let per_thread = if threads == 1 { 3 } else { 2 };
+    let stop = AtomicBool::new(false);
+    let mut cascade = Cascade::new(levels, top);
+
+    let outcome = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<(u32, Result<Slice>)>(threads * per_thread);
+        let mut free_tx = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let (ftx, frx) = mpsc::channel::<Slice>();
+            free_tx.push(ftx);
+            let tx = tx.clone();
+            let stop = &stop;
+            let ty = stack.info().sample_type;
+            handles.push(scope.spawn(move || {
+                let mut reader = stack.reader();
+                let mut allocated = 0;
+                for z in (t as u32..depth).step_by(threads) {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut buf = match frx.try_recv() {
+                        Ok(b) => b,
+                        Err(_) if allocated < per_thread => {
+                            allocated += 1;
+                            Slice::zeroed(0, 0, ty)
+                        }
+                        Err(_) => match frx.recv() {
+                            Ok(b) => b,
+                            Err(_) => break,
+                        },
+                    };
+                    let result = reader.read_into(z, &mut buf).map(|()| buf);
+                    let failed = result.is_err();
+                    if tx.send((z, result)).is_err() || failed {
+                        break;
+                    }
+                }
+                reader.bytes_read()
+            }));
+        }
+        drop(tx);
+
+        let mut run = || -> Result<()> {
+            let mut early: BTreeMap<u32, Slice> = BTreeMap::new();
+            let mut recycle = Vec::new();
+            for z in 0..depth {
+                let slice = loop {
+                    if let Some(s) = early.remove(&z) {
+                        break s;
+                    }
+                    let wait = Instant::now();
+                    let received = rx.recv();
+                    stats.waited += wait.elapsed();
+                    match received {
+                        Ok((got, result)) => {
+                            let s = result?;
+                            if got == z {
+                                break s;
+                            }
+                            early.insert(got, s);
+                        }
+                        Err(_) => {
+                            return Err(Error::invalid(
+                                "stream",
+                                format!("decoder threads stopped before slice {z}"),
+                            ));
+                        }
+                    }
+                };
+                stats.source_slices += 1;
+                cascade.feed(0, slice, &mut sink, &mut recycle)?;
+                // A completed pair releases source slices z-1 and z, in that order: each buffer
+                // goes back to the thread that decoded it, which keeps every thread within its
+                // own buffer count (a thread that has finished just drops it).
+                let released = recycle.len() as u32;
+                for (i, b) in recycle.drain(..).enumerate() {
+                    let owner = (z + 1 + i as u32 - released) as usize % threads;
+                    let _ = free_tx[owner].send(b);
+                }
+            }
+            cascade.finish(&mut sink, &mut recycle)
+        };
+        let outcome = run();
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        drop(free_tx);
+        for h in handles {
+            match h.join() {
+                Ok(bytes) => stats.source_bytes += bytes,
+                Err(_) => {
+                    return Err(Error::invalid("stream", "a decoder thread panicked"));
+                }
+            }
+        }
+        outcome
+    });
+    outcome?;
+    stats.produced = cascade.produced;
+    stats.elapsed = started.elapsed();
+    Ok(stats)
+}

@@ -1,0 +1,172 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::slice::SampleType;
+
+/// Everything that can go wrong in lodcache.
+///
+/// Every variant carries what a user needs to find the problem: the file, the value that was
+/// expected and the one that was found. A cache miss is never an error; a damaged cache entry is
+/// counted and regenerated, never returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or folder could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "writing", "listing", ...).
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+
+    /// The stack folder does not exist or is not a folder.
+    #[error("stack folder {path} does not exist or is not a folder")]
+    StackNotFound {
+        /// The path that was given.
+        path: PathBuf,
+    },
+
+    /// The folder holds no file that looks like a slice.
+    #[error("no image slices in {dir}: looked for {looked_for}")]
+    NoImages {
+        /// The folder that was searched.
+        dir: PathBuf,
+        /// A description of the names that would have matched.
+        looked_for: String,
+    },
+
+    /// Two files of the stack have the same slice number (e.g. `scan01.tif` and `scan1.tif`).
+    #[error("slice number {index} appears twice: {first} and {second}")]
+    DuplicateIndex {
+        /// The slice number.
+        index: u64,
+        /// The first file with that number.
+        first: PathBuf,
+        /// The second file with that number.
+        second: PathBuf,
+    },
+
+    /// A slice file is truncated, corrupt or not the image format its name says.
+    #[error("cannot decode {path}: {reason}")]
+    Decode {
+        /// The slice file.
+        path: PathBuf,
+        /// What the decoder reported.
+        reason: String,
+    },
+
+    /// A slice file uses a pixel layout lodcache does not read.
+    #[error("unsupported image in {path}: {what}")]
+    Unsupported {
+        /// The slice file.
+        path: PathBuf,
+        /// What is not supported.
+        what: String,
+    },
+
+    /// A slice is larger than the decoding limits allow (refused before allocating).
+    #[error("{path} claims {width} x {height} pixels, above the limit of {limit} bytes per slice")]
+    TooLarge {
+        /// The slice file.
+        path: PathBuf,
+        /// The claimed width.
+        width: u64,
+        /// The claimed height.
+        height: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// A slice's width or height differs from the first slice of the stack.
+    #[error(
+        "{path} is {found_w} x {found_h} pixels but the stack's first slice is {expected_w} x {expected_h}"
+    )]
+    SizeMismatch {
+        /// The slice file.
+        path: PathBuf,
+        /// Width of the first slice.
+        expected_w: u32,
+        /// Height of the first slice.
+        expected_h: u32,
+        /// Width of this slice.
+        found_w: u32,
+        /// Height of this slice.
+        found_h: u32,
+    },
+
+    /// A slice's sample type differs from the first slice of the stack.
+    #[error("{path} has {found} samples but the stack's first slice has {expected} samples")]
+    SampleTypeMismatch {
+        /// The slice file.
+        path: PathBuf,
+        /// Sample type of the first slice.
+        expected: SampleType,
+        /// Sample type of this slice.
+        found: SampleType,
+    },
+
+    /// A file could not be encoded (export).
+    #[error("cannot encode {path}: {reason}")]
+    Encode {
+        /// The file being written.
+        path: PathBuf,
+        /// What the encoder reported.
+        reason: String,
+    },
+
+    /// A request or setting is out of range or inconsistent.
+    #[error("invalid {what}: {detail}")]
+    InvalidArgument {
+        /// The argument or setting.
+        what: &'static str,
+        /// The value and the valid range.
+        detail: String,
+    },
+}
+
+/// `Result` with lodcache's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] naming the path and what was being done.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Decode`] naming the file.
+    pub(crate) fn decode(path: impl Into<PathBuf>, reason: impl fmt::Display) -> Self {
+        Error::Decode {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// An [`Error::Unsupported`] naming the file.
+    pub(crate) fn unsupported(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Unsupported {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+
+    /// An [`Error::InvalidArgument`].
+    pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            what,
+            detail: detail.into(),
+        }
+    }
+}

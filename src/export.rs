@@ -1,0 +1,200 @@
+//! Writing a pyramid in other tools' layouts.
+//!
+//! [`export_ctharvester`] writes CTHarvester's layout, `OUT/<n>/<i:06>.tif` with n from 1 and
+//! i from 0: one uncompressed single-page grayscale TIFF per slice, of the level's sample type.
+//! The export is built in a hidden staging folder inside OUT and each level folder is moved into
+//! place only when every level is complete, so a failed or interrupted export leaves OUT as it
+//! was (earlier exports included) and never holds a half-written file.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use tiff::encoder::{TiffEncoder, colortype};
+
+use crate::cascade::{StreamOptions, StreamStats, stream_levels};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::geometry::{LevelInfo, LevelRule};
+use crate::slice::{Pixels, Slice};
+use crate::source::Stack;
+
+/// Prefix of the staging folder an export writes into before moving levels into place.
+const STAGING_PREFIX: &str = ".lodcache-export";
+
+/// What to export.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Which levels exist. Default: edge 500.
+    pub rule: LevelRule,
+    /// Levels to write (1-based); `None` writes every level of the rule. Default: `None`.
+    pub levels: Option<Vec<u32>>,
+    /// Decoder threads; `None` for the streaming builder's default. Default: `None`.
+    pub decode_threads: Option<usize>,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    /// The levels written, with their sizes.
+    pub levels: Vec<LevelInfo>,
+    /// Files written.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// The streaming build's figures.
+    pub stream: StreamStats,
+}
+
+/// Encodes `slice` as an uncompressed single-page grayscale TIFF into `buf` (cleared first).
+/// `path` only names the file in errors.
+pub(crate) fn encode_tiff(slice: &Slice, path: &Path, buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    let err = |e: tiff::TiffError| Error::Encode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut enc = TiffEncoder::new(Cursor::new(buf)).map_err(err)?;
+    let (w, h) = (slice.width(), slice.height());
+    match slice.pixels() {
+        Pixels::U8(v) => enc.write_image::<colortype::Gray8>(w, h, v),
+        Pixels::U16(v) => enc.write_image::<colortype::Gray16>(w, h, v),
+        Pixels::F32(v) => enc.write_image::<colortype::Gray32Float>(w, h, v),
+    }
+    .map_err(err)
+}
+
+/// The file of slice `z` of `level` in CTHarvester's layout under `out`.
+pub fn ctharvester_path(out: &Path, level: u32, z: u32) -> PathBuf {
+    out.join(level.to_string()).join(format!("{z:06}.tif"))
+}
+
+/// Removes staging folders left in `out` by exports whose process is gone.
+fn sweep_stale_staging(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(STAGING_PREFIX))
+            .and_then(|n| n.strip_prefix(fsutil::TEMP_MARKER))
+        else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        // Only where we can tell that the writer is gone (Linux /proc).
+        let proc_dir = Path::new("/proc");
+        if proc_dir.is_dir() && !proc_dir.join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Builds the pyramid of `stack` in one streaming pass and writes the chosen levels to `out` in
+/// CTHarvester's layout. Level folders already in `out` are replaced, level by level, only after
+/// the whole export succeeded; other entries of `out` are left alone.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a level outside the pyramid (naming the valid range), any
+/// decoding error of the source (naming the file), and [`Error::Io`]/[`Error::Encode`] naming
+/// the file that could not be written. On error `out` is left as it was.
+pub fn export_ctharvester(
+    stack: &Stack,
+    out: &Path,
+    options: &ExportOptions,
+) -> Result<ExportReport> {
+    let all = stack.levels(&options.rule)?;
+    let last = all.len() as u32 - 1;
+    let mut wanted: Vec<u32> = match &options.levels {
+        Some(l) => l.clone(),
+        None => (1..=last).collect(),
+    };
+    wanted.sort_unstable();
+    wanted.dedup();
+    if let Some(&bad) = wanted.iter().find(|&&l| l == 0 || l > last) {
+        let valid = if last == 0 {
+            format!(
+                "none: a {} x {} stack is not above the edge of {}",
+                stack.info().width,
+                stack.info().height,
+                options.rule.edge
+            )
+        } else {
+            format!("1..={last}")
+        };
+        return Err(Error::invalid(
+            "export level",
+            format!("{bad}; valid levels: {valid}"),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
+    sweep_stale_staging(out);
+    let staging = out.join(format!(
+        "{STAGING_PREFIX}{}{}",
+        fsutil::TEMP_MARKER,
+        fsutil::unique_suffix()
+    ));
+    let result = write_staged(stack, out, &staging, &wanted, options);
+    let _ = std::fs::remove_dir_all(&staging);
+    let (stream, files, bytes) = result?;
+    Ok(ExportReport {
+        levels: wanted.iter().map(|&l| all[l as usize]).collect(),
+        files,
+        bytes,
+        stream,
+    })
+}
+
+fn write_staged(
+    stack: &Stack,
+    out: &Path,
+    staging: &Path,
+    wanted: &[u32],
+    options: &ExportOptions,
+) -> Result<(StreamStats, u64, u64)> {
+    for &l in wanted {
+        let dir = staging.join(l.to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+    }
+    let mut stream_opts = StreamOptions {
+        rule: options.rule,
+        max_level: wanted.last().copied(),
+        ..StreamOptions::default()
+    };
+    if let Some(t) = options.decode_threads {
+        stream_opts.decode_threads = t;
+    }
+    let mut buf = Vec::new();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let stream = stream_levels(stack, &stream_opts, |level, z, slice| {
+        if wanted.binary_search(&level).is_err() {
+            return Ok(());
+        }
+        let path = ctharvester_path(staging, level, z);
+        encode_tiff(slice, &path, &mut buf)?;
+        fsutil::write_atomic(&path, &buf)?;
+        files += 1;
+        bytes += buf.len() as u64;
+        Ok(())
+    })?;
+    // Everything is on disk: move each level into place, the old one out of the way first.
+    for &l in wanted {
+        let target = out.join(l.to_string());
+        let fresh = staging.join(l.to_string());
+        let old = staging.join(format!("old-{l}"));
+        let had_old = std::fs::symlink_metadata(&target).is_ok();
+        if had_old {
+            std::fs::rename(&target, &old)
+                .map_err(|e| Error::io("moving the previous export aside", &target, e))?;
+        }
+        if let Err(e) = std::fs::rename(&fresh, &target) {
+            if had_old {
+                // Put the previous level back rather than lose it with the staging folder.
+                let _ = std::fs::rename(&old, &target);
+            }
+            return Err(Error::io("moving the new level into place", &target, e));
+        }
+    }
+    Ok((stream, files, bytes))
+}

@@ -1,0 +1,68 @@
+//! # lodcache
+//!
+//! Level-of-detail pyramids of CT image stacks, built exactly and streamed in one pass.
+//!
+//! A CT scan is a folder of slices (TIFF, BMP, PNG or JPEG; 8- or 16-bit gray). Level `n` of
+//! its pyramid halves width, height and slice count of level `n - 1` with a 2x2x2 box mean,
+//! until the larger side is at most an edge (500 by default). lodcache reads the stack
+//! ([`Stack`]), reduces it with a parallel exact kernel ([`kernel`]) in a single streaming pass
+//! over the source ([`stream_levels`]), and writes CTHarvester's layout ([`export_ctharvester`]).
+//!
+//! ## The pyramid contract
+//! - Level 0 is the source stack. Level `n` has width `floor(w / 2)`, height `floor(h / 2)`
+//!   (an odd last column or row is dropped) and depth `ceil(d / 2)` of level `n - 1`.
+//! - Slice `i` of level `n` is made from slices `2i` and `2i + 1` of level `n - 1`; when the
+//!   depth is odd the last slice is made from one slice alone. No slice is ever dropped, so slice
+//!   `i` of level `n` covers source slices `[i * 2^n, (i + 1) * 2^n)` ([`source_range`]).
+//! - Each voxel is the mean of its 2x2x2 block rounded half up, `(sum + 4) >> 3`, or of its 2x2
+//!   block for a lone last slice, `(sum + 2) >> 2`: exact integer arithmetic. 8- and 16-bit
+//!   samples stay 8- and 16-bit; 32-bit float TIFFs stay `f32` (mean computed in `f64`).
+//!
+//! ## Quick start
+//! ```
+//! use lodcache::{ExportOptions, LevelRule, Phantom, Stack, export_ctharvester};
+//!
+//! # fn main() -> lodcache::Result<()> {
+//! let tmp = tempfile::tempdir().unwrap();
+//! // A small synthetic scan: 16-bit, 80 x 60 pixels, 9 slices.
+//! Phantom::new(80, 60, 9).write(&tmp.path().join("scan"))?;
+//!
+//! let stack = Stack::open(tmp.path().join("scan"))?;
+//! let rule = LevelRule::default().with_edge(16);
+//! let levels = stack.levels(&rule)?;
+//! assert_eq!(
+//!     levels.iter().map(|l| (l.width, l.height, l.depth)).collect::<Vec<_>>(),
+//!     [(80, 60, 9), (40, 30, 5), (20, 15, 3), (10, 7, 2)]
+//! );
+//!
+//! let out = tmp.path().join("pyramid");
+//! let report = export_ctharvester(&stack, &out, &ExportOptions { rule, ..Default::default() })?;
+//! assert_eq!(report.files, 5 + 3 + 2);
+//! assert!(out.join("3").join("000001.tif").is_file());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Concurrency
+//! The kernel runs on the current rayon pool (the global one unless the caller installs its
+//! own); lodcache never configures the global pool. Decoding runs on plain I/O threads that
+//! stay a bounded number of slices ahead of the kernel. [`Stack`] is `Send + Sync`; use one
+//! [`StackReader`] per thread.
+
+pub mod cascade;
+mod error;
+pub mod export;
+mod fsutil;
+mod geometry;
+pub mod kernel;
+pub mod phantom;
+mod slice;
+pub mod source;
+
+pub use cascade::{StreamOptions, StreamStats, stream_levels};
+pub use error::{Error, Result};
+pub use export::{ExportOptions, ExportReport, ctharvester_path, export_ctharvester};
+pub use geometry::{LevelInfo, LevelRule, dependent_slice, source_range};
+pub use phantom::{Phantom, sample_stack};
+pub use slice::{Pixels, Sample, SampleType, Slice};
+pub use source::{SliceInfo, SourceFile, Stack, StackPattern, StackReader};

@@ -1,0 +1,461 @@
+//! Decoding one slice file into a reusable buffer.
+
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use image::ImageDecoder;
+use tiff::decoder::{Decoder as TiffDecoder, DecodingSampleType};
+
+use super::SliceInfo;
+use crate::error::{Error, Result};
+use crate::slice::{Pixels, SampleType, Slice};
+
+/// The container format, told by the first bytes of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Tiff,
+    Png,
+    Bmp,
+    Jpeg,
+}
+
+fn sniff(path: &Path, head: &[u8]) -> Result<Format> {
+    match head {
+        [b'I', b'I', 42, 0, ..]
+        | [b'M', b'M', 0, 42, ..]
+        | [b'I', b'I', 43, 0, ..]
+        | [b'M', b'M', 0, 43, ..] => Ok(Format::Tiff),
+        [0x89, b'P', b'N', b'G', ..] => Ok(Format::Png),
+        [b'B', b'M', ..] => Ok(Format::Bmp),
+        [0xFF, 0xD8, 0xFF, ..] => Ok(Format::Jpeg),
+        _ if head.len() < 4 => Err(Error::decode(
+            path,
+            format!("file is {} bytes long, too short for an image", head.len()),
+        )),
+        _ => Err(Error::decode(
+            path,
+            "not a TIFF, PNG, BMP or JPEG file (unknown first bytes)",
+        )),
+    }
+}
+
+/// How the decoded samples are laid out before conversion to one gray channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// One gray sample per pixel: decoded straight into the output.
+    Gray,
+    /// `n` interleaved channels; gray is channel 0 (`n == 2`) or luma of the first three.
+    Interleaved(usize),
+    /// Three or more planes one after the other (planar TIFF): luma of the first three.
+    Planar(usize),
+}
+
+/// Decodes slice files, reusing one file buffer and one conversion buffer.
+#[derive(Debug)]
+pub(crate) struct SliceDecoder {
+    file: Vec<u8>,
+    scratch: Vec<u64>,
+    max_slice_bytes: u64,
+    bytes_read: u64,
+}
+
+/// Fixed-point BT.709 luma weights, summing to exactly 2^16 so that r == g == b gives back r.
+const LUMA_R: u64 = 13933;
+const LUMA_G: u64 = 46871;
+const LUMA_B: u64 = 4732;
+const _: () = assert!(LUMA_R + LUMA_G + LUMA_B == 1 << 16);
+
+#[inline]
+fn luma(r: u64, g: u64, b: u64) -> u64 {
+    (r * LUMA_R + g * LUMA_G + b * LUMA_B + (1 << 15)) >> 16
+}
+
+/// Converts `channels`-interleaved or planar samples into gray samples of the same depth.
+trait Channel: Copy {
+    fn to_u64(self) -> u64;
+    fn from_u64(v: u64) -> Self;
+}
+impl Channel for u8 {
+    fn to_u64(self) -> u64 {
+        u64::from(self)
+    }
+    fn from_u64(v: u64) -> u8 {
+        // luma() of values <= 255 is <= 255.
+        v as u8
+    }
+}
+impl Channel for u16 {
+    fn to_u64(self) -> u64 {
+        u64::from(self)
+    }
+    fn from_u64(v: u64) -> u16 {
+        v as u16
+    }
+}
+
+fn to_gray<T: Channel>(src: &[T], layout: Layout, dst: &mut [T]) {
+    match layout {
+        Layout::Gray => dst.copy_from_slice(&src[..dst.len()]),
+        Layout::Interleaved(2) => {
+            for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = s[0];
+            }
+        }
+        Layout::Interleaved(n) => {
+            for (d, s) in dst.iter_mut().zip(src.chunks_exact(n)) {
+                *d = T::from_u64(luma(s[0].to_u64(), s[1].to_u64(), s[2].to_u64()));
+            }
+        }
+        Layout::Planar(_) => {
+            let len = dst.len();
+            let (r, rest) = src.split_at(len);
+            let (g, b) = rest.split_at(len);
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = T::from_u64(luma(r[i].to_u64(), g[i].to_u64(), b[i].to_u64()));
+            }
+        }
+    }
+}
+
+/// Checks a header against the stack's first slice.
+fn check_expected(path: &Path, found: SliceInfo, expected: Option<&SliceInfo>) -> Result<()> {
+    let Some(e) = expected else { return Ok(()) };
+    if (found.width, found.height) != (e.width, e.height) {
+        return Err(Error::SizeMismatch {
+            path: path.to_path_buf(),
+            expected_w: e.width,
+            expected_h: e.height,
+            found_w: found.width,
+            found_h: found.height,
+        });
+    }
+    if found.sample_type != e.sample_type {
+        return Err(Error::SampleTypeMismatch {
+            path: path.to_path_buf(),
+            expected: e.sample_type,
+            found: found.sample_type,
+        });
+    }
+    Ok(())
+}
+
+impl SliceDecoder {
+    pub(crate) fn new(max_slice_bytes: u64) -> Self {
+        SliceDecoder {
+            file: Vec::new(),
+            scratch: Vec::new(),
+            max_slice_bytes,
+            bytes_read: 0,
+        }
+    }
+
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Reads the header of `path`: size and sample type after conversion.
+    pub(crate) fn probe(&mut self, path: &Path) -> Result<SliceInfo> {
+        self.run(path, None, None)
+    }
+
+    /// Decodes `path` into `out`, checking it against `expected` before allocating.
+    pub(crate) fn decode(
+        &mut self,
+        path: &Path,
+        expected: &SliceInfo,
+        out: &mut Slice,
+    ) -> Result<()> {
+        self.run(path, Some(expected), Some(out)).map(|_| ())
+    }
+
+    fn read_file(&mut self, path: &Path) -> Result<()> {
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        self.file.clear();
+        if let Ok(m) = f.metadata() {
+            self.file.reserve(m.len() as usize);
+        }
+        f.read_to_end(&mut self.file)
+            .map_err(|e| Error::io("reading", path, e))?;
+        self.bytes_read += self.file.len() as u64;
+        Ok(())
+    }
+
+    fn check_limit(
+        &self,
+        path: &Path,
+        width: u32,
+        height: u32,
+        bytes_per_pixel: usize,
+    ) -> Result<()> {
+        let bytes = u64::from(width) * u64::from(height) * bytes_per_pixel as u64;
+        if bytes > self.max_slice_bytes {
+            return Err(Error::TooLarge {
+                path: path.to_path_buf(),
+                width: u64::from(width),
+                height: u64::from(height),
+                limit: self.max_slice_bytes,
+            });
+        }
+        if width == 0 || height == 0 {
+            return Err(Error::decode(
+                path,
+                format!("image is {width} x {height} pixels"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(
+        &mut self,
+        path: &Path,
+        expected: Option<&SliceInfo>,
+        out: Option<&mut Slice>,
+    ) -> Result<SliceInfo> {
+        self.read_file(path)?;
+        let format = sniff(path, &self.file[..self.file.len().min(8)])?;
+        let file = std::mem::take(&mut self.file);
+        let result = match format {
+            Format::Tiff => self.tiff(path, &file, expected, out),
+            _ => self.other(path, format, &file, expected, out),
+        };
+        self.file = file;
+        result
+    }
+
+    /// Makes the scratch buffer at least `bytes` long and returns it as bytes.
+    fn scratch_bytes(&mut self, bytes: usize) -> &mut [u8] {
+        let words = bytes.div_ceil(8);
+        if self.scratch.len() < words {
+            self.scratch.resize(words, 0);
+        }
+        &mut bytemuck::cast_slice_mut(&mut self.scratch[..])[..bytes]
+    }
+
+    fn tiff(
+        &mut self,
+        path: &Path,
+        file: &[u8],
+        expected: Option<&SliceInfo>,
+        out: Option<&mut Slice>,
+    ) -> Result<SliceInfo> {
+        let mut limits = tiff::decoder::Limits::default();
+        limits.decoding_buffer_size = usize::try_from(self.max_slice_bytes).unwrap_or(usize::MAX);
+        let mut dec = TiffDecoder::new(Cursor::new(file))
+            .map_err(|e| Error::decode(path, e))?
+            .with_limits(limits);
+        let (width, height) = dec.dimensions().map_err(|e| Error::decode(path, e))?;
+        let color = dec.colortype().map_err(|e| Error::decode(path, e))?;
+        let buffer = dec
+            .image_buffer_layout()
+            .map_err(|e| Error::decode(path, e))?;
+        let (channels, depth) = match color {
+            tiff::ColorType::Gray(d) => (1usize, d),
+            tiff::ColorType::GrayA(d) => (2, d),
+            tiff::ColorType::RGB(d) => (3, d),
+            tiff::ColorType::RGBA(d) => (4, d),
+            other => {
+                return Err(Error::unsupported(
+                    path,
+                    format!("TIFF colour type {other:?} (only gray, gray+alpha, RGB and RGBA)"),
+                ));
+            }
+        };
+        let sample_type = match (buffer.sample_type, depth) {
+            (Some(DecodingSampleType::U8), 8) => SampleType::U8,
+            (Some(DecodingSampleType::U16), 16) => SampleType::U16,
+            (Some(DecodingSampleType::F32), 32) if channels == 1 => SampleType::F32,
+            (kind, bits) => {
+                let kind = kind.map_or_else(|| format!("{bits}-bit"), |k| format!("{k:?}"));
+                return Err(Error::unsupported(
+                    path,
+                    format!(
+                        "{kind} samples with {channels} channel(s): lodcache reads unsigned \
+                         8/16-bit gray or colour and 32-bit float gray"
+                    ),
+                ));
+            }
+        };
+        let planar = buffer.planes > 1;
+        let layout = match (channels, planar) {
+            (1, _) => Layout::Gray,
+            (n, false) => Layout::Interleaved(n),
+            (n, true) => Layout::Planar(n),
+        };
+        let info = SliceInfo {
+            width,
+            height,
+            sample_type,
+        };
+        self.check_limit(path, width, height, channels * sample_type.bytes())?;
+        check_expected(path, info, expected)?;
+        let Some(out) = out else { return Ok(info) };
+
+        out.reshape(width, height, sample_type);
+        let need = if planar {
+            buffer.complete_len
+        } else {
+            buffer.len
+        };
+        let read = |dec: &mut TiffDecoder<_>, buf: &mut [u8]| {
+            dec.read_image_bytes(buf)
+                .map_err(|e| Error::decode(path, e))
+        };
+        if layout == Layout::Gray && need == out.pixels().as_bytes().len() {
+            let bytes: &mut [u8] = match out.pixels_mut() {
+                Pixels::U8(v) => v,
+                Pixels::U16(v) => bytemuck::cast_slice_mut(v),
+                Pixels::F32(v) => bytemuck::cast_slice_mut(v),
+            };
+            read(&mut dec, bytes)?;
+            return Ok(info);
+        }
+        let want = width as usize * height as usize * channels * sample_type.bytes();
+        if need < want {
+            return Err(Error::decode(
+                path,
+                format!("TIFF layout holds {need} bytes, {want} expected"),
+            ));
+        }
+        let scratch = self.scratch_bytes(need);
+        read(&mut dec, scratch)?;
+        convert(&scratch[..want], layout, out);
+        Ok(info)
+    }
+
+    fn other(
+        &mut self,
+        path: &Path,
+        format: Format,
+        file: &[u8],
+        expected: Option<&SliceInfo>,
+        out: Option<&mut Slice>,
+    ) -> Result<SliceInfo> {
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(self.max_slice_bytes.saturating_mul(2));
+        let cursor = Cursor::new(file);
+        let err = |e: image::ImageError| Error::decode(path, e);
+        // Palette BMPs are read as indices and mapped through a luma table here, which costs
+        // what reading an 8-bit gray file costs (no expansion to RGB and back).
+        let mut palette: Option<[u8; 256]> = None;
+        let mut dec: Box<dyn ImageDecoder> = match format {
+            Format::Png => Box::new(image::codecs::png::PngDecoder::new(cursor).map_err(err)?),
+            Format::Jpeg => Box::new(image::codecs::jpeg::JpegDecoder::new(cursor).map_err(err)?),
+            Format::Bmp => {
+                let mut d = image::codecs::bmp::BmpDecoder::new(cursor).map_err(err)?;
+                if let Some(p) = d.get_palette() {
+                    let mut lut = [0u8; 256];
+                    let mut identity = true;
+                    for (i, rgb) in p.iter().take(256).enumerate() {
+                        let v = luma(rgb[0].into(), rgb[1].into(), rgb[2].into()) as u8;
+                        lut[i] = v;
+                        identity &= usize::from(v) == i;
+                    }
+                    identity &=
+                        p.len() >= 256 || p.iter().enumerate().all(|(i, c)| usize::from(c[0]) == i);
+                    if !identity {
+                        palette = Some(lut);
+                    }
+                    d.set_indexed_color(true);
+                }
+                Box::new(d)
+            }
+            Format::Tiff => unreachable!("TIFF is decoded by tiff()"),
+        };
+        let (width, height) = dec.dimensions();
+        use image::ColorType as C;
+        let (layout, sample_type, channels) = match dec.color_type() {
+            C::L8 => (Layout::Gray, SampleType::U8, 1),
+            C::L16 => (Layout::Gray, SampleType::U16, 1),
+            C::La8 => (Layout::Interleaved(2), SampleType::U8, 2),
+            C::La16 => (Layout::Interleaved(2), SampleType::U16, 2),
+            C::Rgb8 => (Layout::Interleaved(3), SampleType::U8, 3),
+            C::Rgb16 => (Layout::Interleaved(3), SampleType::U16, 3),
+            C::Rgba8 => (Layout::Interleaved(4), SampleType::U8, 4),
+            C::Rgba16 => (Layout::Interleaved(4), SampleType::U16, 4),
+            other => {
+                return Err(Error::unsupported(
+                    path,
+                    format!("{format:?} colour type {other:?}"),
+                ));
+            }
+        };
+        self.check_limit(path, width, height, channels * sample_type.bytes())?;
+        let info = SliceInfo {
+            width,
+            height,
+            sample_type,
+        };
+        check_expected(path, info, expected)?;
+        let Some(out) = out else { return Ok(info) };
+        dec.set_limits(limits).map_err(err)?;
+        out.reshape(width, height, sample_type);
+        let total = usize::try_from(dec.total_bytes()).unwrap_or(usize::MAX);
+        let want = width as usize * height as usize * channels * sample_type.bytes();
+        if total != want {
+            return Err(Error::decode(
+                path,
+                format!("decoder wants {total} bytes, {want} expected"),
+            ));
+        }
+        if layout == Layout::Gray {
+            let bytes: &mut [u8] = match out.pixels_mut() {
+                Pixels::U8(v) => v,
+                Pixels::U16(v) => bytemuck::cast_slice_mut(v),
+                Pixels::F32(v) => bytemuck::cast_slice_mut(v),
+            };
+            dec.read_image_boxed(bytes).map_err(err)?;
+            if let (Some(lut), Pixels::U8(v)) = (palette, out.pixels_mut()) {
+                for p in v.iter_mut() {
+                    *p = lut[usize::from(*p)];
+                }
+            }
+            return Ok(info);
+        }
+        let scratch = self.scratch_bytes(want);
+        dec.read_image_boxed(scratch).map_err(err)?;
+        convert(scratch, layout, out);
+        Ok(info)
+    }
+}
+
+/// Converts multi-channel samples (native byte order) into `out`'s gray samples.
+fn convert(bytes: &[u8], layout: Layout, out: &mut Slice) {
+    match out.pixels_mut() {
+        Pixels::U8(v) => to_gray(bytes, layout, v),
+        Pixels::U16(v) => to_gray::<u16>(bytemuck::cast_slice(bytes), layout, v),
+        // Float is only accepted as one gray channel, decoded straight into the output.
+        Pixels::F32(v) => {
+            let n = v.len() * 4;
+            v.copy_from_slice(bytemuck::cast_slice(&bytes[..n]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luma_of_gray_is_the_gray_value() {
+        for v in [0u64, 1, 127, 128, 255, 4095, 32768, 65535] {
+            assert_eq!(luma(v, v, v), v);
+        }
+        assert_eq!(luma(255, 0, 0), 54);
+        assert_eq!(luma(0, 255, 0), 182);
+        assert_eq!(luma(0, 0, 255), 18);
+    }
+
+    #[test]
+    fn sniffing_names_short_and_unknown_files() {
+        let p = Path::new("x.tif");
+        assert!(matches!(sniff(p, b"II*\0"), Ok(Format::Tiff)));
+        assert!(matches!(sniff(p, b"MM\0*"), Ok(Format::Tiff)));
+        assert!(sniff(p, b"").unwrap_err().to_string().contains("x.tif"));
+        assert!(
+            sniff(p, b"hello world")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown")
+        );
+    }
+}
