@@ -156,6 +156,12 @@ fn run() -> Result<(), String> {
         source_mb,
         source_mb / took.as_secs_f64()
     );
+    println!(
+        "  of which: waiting for decoders {:.3} s, kernel {:.3} s, writing {:.3} s",
+        report.stream.waited.as_secs_f64(),
+        report.stream.kernel.as_secs_f64(),
+        report.stream.sink.as_secs_f64()
+    );
     if let Some(floor) = floor {
         println!(
             "decode floor (one thread, warm cache) {:.3} s; export / floor = {:.2}",

@@ -53,6 +53,10 @@ pub struct StreamStats {
     pub produced: Vec<u64>,
     /// Time the consumer waited for decoded slices (read-ahead too slow when large).
     pub waited: Duration,
+    /// Time spent in the kernel.
+    pub kernel: Duration,
+    /// Time spent in the sink (the caller's handling of produced slices).
+    pub sink: Duration,
     /// Wall time of the whole build.
     pub elapsed: Duration,
 }
@@ -66,6 +70,8 @@ pub(crate) struct Cascade {
     next_z: Vec<u32>,
     spare: Vec<Vec<Slice>>,
     produced: Vec<u64>,
+    kernel: Duration,
+    sink: Duration,
 }
 
 /// Receives each produced slice: (level, z, slice).
@@ -82,6 +88,8 @@ impl Cascade {
             next_z: vec![0; n],
             spare: (0..n).map(|_| Vec::new()).collect(),
             produced: vec![0; n],
+            kernel: Duration::ZERO,
+            sink: Duration::ZERO,
         }
     }
 
@@ -113,7 +121,9 @@ impl Cascade {
             return Ok(());
         };
         let mut out = self.buffer(level + 1);
+        let t = Instant::now();
         let reduced = reduce_slices(&first, Some(&slice), &mut out);
+        self.kernel += t.elapsed();
         self.release(level, first, recycle);
         self.release(level, slice, recycle);
         reduced?;
@@ -130,7 +140,10 @@ impl Cascade {
         let z = self.next_z[level];
         self.next_z[level] += 1;
         self.produced[level] += 1;
-        sink(level as u32, z, &out)?;
+        let t = Instant::now();
+        let sunk = sink(level as u32, z, &out);
+        self.sink += t.elapsed();
+        sunk?;
         if level < self.top {
             self.feed(level, out, sink, recycle)
         } else {
@@ -144,7 +157,9 @@ impl Cascade {
         for level in 0..self.top {
             if let Some(lone) = self.pending[level].take() {
                 let mut out = self.buffer(level + 1);
+                let t = Instant::now();
                 let reduced = reduce_slices(&lone, None, &mut out);
+                self.kernel += t.elapsed();
                 self.release(level, lone, recycle);
                 reduced?;
                 self.emit(level + 1, out, sink, recycle)?;
@@ -290,6 +305,8 @@ pub fn stream_levels(
     });
     outcome?;
     stats.produced = cascade.produced;
+    stats.kernel = cascade.kernel;
+    stats.sink = cascade.sink;
     stats.elapsed = started.elapsed();
     Ok(stats)
 }

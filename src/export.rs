@@ -8,6 +8,7 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use tiff::encoder::{TiffEncoder, colortype};
 
@@ -17,6 +18,9 @@ use crate::fsutil;
 use crate::geometry::{LevelInfo, LevelRule};
 use crate::slice::{Pixels, Slice};
 use crate::source::Stack;
+
+/// Encoded slices waiting for the writer thread.
+const WRITE_QUEUE: usize = 4;
 
 /// Prefix of the staging folder an export writes into before moving levels into place.
 const STAGING_PREFIX: &str = ".lodcache-export";
@@ -165,18 +169,40 @@ fn write_staged(
     if let Some(t) = options.decode_threads {
         stream_opts.decode_threads = t;
     }
-    let mut buf = Vec::new();
-    let (mut files, mut bytes) = (0u64, 0u64);
-    let stream = stream_levels(stack, &stream_opts, |level, z, slice| {
-        if wanted.binary_search(&level).is_err() {
-            return Ok(());
-        }
-        let path = ctharvester_path(staging, level, z);
-        encode_tiff(slice, &path, &mut buf)?;
-        fsutil::write_atomic(&path, &buf)?;
-        files += 1;
-        bytes += buf.len() as u64;
-        Ok(())
+    // The stream's thread encodes (a copy of the slice plus a header) and a writer thread does
+    // the file system work, so that writing overlaps decoding and the kernel. Encoded buffers
+    // go back and forth, never reallocated.
+    let (stream, files, bytes) = std::thread::scope(|scope| {
+        let (to_writer, jobs) = mpsc::sync_channel::<(PathBuf, Vec<u8>)>(WRITE_QUEUE);
+        let (to_encoder, returned) = mpsc::channel::<Vec<u8>>();
+        let writer = scope.spawn(move || -> Result<(u64, u64)> {
+            let (mut files, mut bytes) = (0u64, 0u64);
+            for (path, buf) in jobs {
+                fsutil::write_atomic(&path, &buf)?;
+                files += 1;
+                bytes += buf.len() as u64;
+                let _ = to_encoder.send(buf);
+            }
+            Ok((files, bytes))
+        });
+        let streamed = stream_levels(stack, &stream_opts, |level, z, slice| {
+            if wanted.binary_search(&level).is_err() {
+                return Ok(());
+            }
+            let path = ctharvester_path(staging, level, z);
+            let mut buf = returned.try_recv().unwrap_or_default();
+            encode_tiff(slice, &path, &mut buf)?;
+            to_writer.send((path, buf)).map_err(|_| {
+                Error::invalid("export", "the writer thread stopped (its error follows)")
+            })
+        });
+        drop(to_writer);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::invalid("export", "the writer thread panicked")));
+        // A write error is the cause of a failed stream, so report it first.
+        let (files, bytes) = written?;
+        Ok::<_, Error>((streamed?, files, bytes))
     })?;
     // Everything is on disk: move each level into place, the old one out of the way first.
     for &l in wanted {

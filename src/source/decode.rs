@@ -1,6 +1,7 @@
 //! Decoding one slice file into a reusable buffer.
 
-use std::io::{Cursor, Read};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use image::ImageDecoder;
@@ -50,10 +51,14 @@ enum Layout {
     Planar(usize),
 }
 
-/// Decodes slice files, reusing one file buffer and one conversion buffer.
+/// How a slice file is read: buffered for the small header reads, while reads of a whole strip
+/// or tile at least this large go straight from the file into the output buffer (one copy).
+type Input = BufReader<File>;
+const READ_BUFFER: usize = 64 << 10;
+
+/// Decodes slice files, reusing one conversion buffer.
 #[derive(Debug)]
 pub(crate) struct SliceDecoder {
-    file: Vec<u8>,
     scratch: Vec<u64>,
     max_slice_bytes: u64,
     bytes_read: u64,
@@ -142,7 +147,6 @@ fn check_expected(path: &Path, found: SliceInfo, expected: Option<&SliceInfo>) -
 impl SliceDecoder {
     pub(crate) fn new(max_slice_bytes: u64) -> Self {
         SliceDecoder {
-            file: Vec::new(),
             scratch: Vec::new(),
             max_slice_bytes,
             bytes_read: 0,
@@ -166,18 +170,6 @@ impl SliceDecoder {
         out: &mut Slice,
     ) -> Result<()> {
         self.run(path, Some(expected), Some(out)).map(|_| ())
-    }
-
-    fn read_file(&mut self, path: &Path) -> Result<()> {
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        self.file.clear();
-        if let Ok(m) = f.metadata() {
-            self.file.reserve(m.len() as usize);
-        }
-        f.read_to_end(&mut self.file)
-            .map_err(|e| Error::io("reading", path, e))?;
-        self.bytes_read += self.file.len() as u64;
-        Ok(())
     }
 
     fn check_limit(
@@ -211,15 +203,17 @@ impl SliceDecoder {
         expected: Option<&SliceInfo>,
         out: Option<&mut Slice>,
     ) -> Result<SliceInfo> {
-        self.read_file(path)?;
-        let format = sniff(path, &self.file[..self.file.len().min(8)])?;
-        let file = std::mem::take(&mut self.file);
-        let result = match format {
-            Format::Tiff => self.tiff(path, &file, expected, out),
-            _ => self.other(path, format, &file, expected, out),
-        };
-        self.file = file;
-        result
+        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        self.bytes_read += file.metadata().map_or(0, |m| m.len());
+        let mut input = BufReader::with_capacity(READ_BUFFER, file);
+        let head = input
+            .fill_buf()
+            .map_err(|e| Error::io("reading", path, e))?;
+        let format = sniff(path, &head[..head.len().min(8)])?;
+        match format {
+            Format::Tiff => self.tiff(path, input, expected, out),
+            _ => self.other(path, format, input, expected, out),
+        }
     }
 
     /// Makes the scratch buffer at least `bytes` long and returns it as bytes.
@@ -234,13 +228,15 @@ impl SliceDecoder {
     fn tiff(
         &mut self,
         path: &Path,
-        file: &[u8],
+        input: Input,
         expected: Option<&SliceInfo>,
         out: Option<&mut Slice>,
     ) -> Result<SliceInfo> {
         let mut limits = tiff::decoder::Limits::default();
-        limits.decoding_buffer_size = usize::try_from(self.max_slice_bytes).unwrap_or(usize::MAX);
-        let mut dec = TiffDecoder::new(Cursor::new(file))
+        let max = usize::try_from(self.max_slice_bytes).unwrap_or(usize::MAX);
+        limits.decoding_buffer_size = max;
+        limits.intermediate_buffer_size = max;
+        let mut dec = TiffDecoder::new(input)
             .map_err(|e| Error::decode(path, e))?
             .with_limits(limits);
         let (width, height) = dec.dimensions().map_err(|e| Error::decode(path, e))?;
@@ -326,13 +322,13 @@ impl SliceDecoder {
         &mut self,
         path: &Path,
         format: Format,
-        file: &[u8],
+        input: Input,
         expected: Option<&SliceInfo>,
         out: Option<&mut Slice>,
     ) -> Result<SliceInfo> {
         let mut limits = image::Limits::default();
         limits.max_alloc = Some(self.max_slice_bytes.saturating_mul(2));
-        let cursor = Cursor::new(file);
+        let cursor = input;
         let err = |e: image::ImageError| Error::decode(path, e);
         // Palette BMPs are read as indices and mapped through a luma table here, which costs
         // what reading an 8-bit gray file costs (no expansion to RGB and back).
