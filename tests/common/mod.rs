@@ -1,0 +1,168 @@
+//! Shared helpers for the pyramid and export tests: an independent naive pyramid and TIFF
+//! reading that does not go through lodcache.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+
+/// A volume as plain numbers: `slices[z][y * width + x]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    pub width: usize,
+    pub height: usize,
+    pub slices: Vec<Vec<u32>>,
+}
+
+impl Volume {
+    /// The next level, written straight from the contract with no shared code: width and
+    /// height halve rounding down, depth halves rounding up, 2x2x2 means rounded half up,
+    /// a lone last slice is the 2x2 mean.
+    pub fn next_level(&self) -> Volume {
+        let (w, h) = (self.width / 2, self.height / 2);
+        let mut slices = Vec::new();
+        let mut z = 0;
+        while z < self.slices.len() {
+            let pair: Vec<&Vec<u32>> = self.slices[z..(z + 2).min(self.slices.len())]
+                .iter()
+                .collect();
+            let mut out = vec![0u32; w * h];
+            for y in 0..h {
+                for x in 0..w {
+                    let mut sum = 0u64;
+                    for s in &pair {
+                        for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                            sum += u64::from(s[(2 * y + dy) * self.width + 2 * x + dx]);
+                        }
+                    }
+                    let count = 4 * pair.len() as u64;
+                    // Round half up: floor(sum / count + 1/2).
+                    out[y * w + x] = ((2 * sum + count) / (2 * count)) as u32;
+                }
+            }
+            slices.push(out);
+            z += 2;
+        }
+        Volume {
+            width: w,
+            height: h,
+            slices,
+        }
+    }
+
+    /// Levels 0..=n with the edge rule (levels are made while max(w, h) > edge).
+    pub fn pyramid(self, edge: usize) -> Vec<Volume> {
+        let mut levels = vec![self];
+        loop {
+            let last = &levels[levels.len() - 1];
+            if last.width.max(last.height) <= edge || last.width < 2 || last.height < 2 {
+                return levels;
+            }
+            let next = last.next_level();
+            levels.push(next);
+        }
+    }
+}
+
+/// Reads a gray TIFF with the tiff crate as plain numbers (u8 or u16), plus its bit depth.
+pub fn read_tiff(path: &Path) -> (usize, usize, u8, Vec<u32>) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(file)).unwrap();
+    let (w, h) = dec.dimensions().unwrap();
+    let color = dec.colortype().unwrap();
+    let mut result = tiff::decoder::DecodingResult::U8(Vec::new());
+    dec.read_image_to_buffer(&mut result).unwrap();
+    let (bits, values): (u8, Vec<u32>) = match result {
+        tiff::decoder::DecodingResult::U8(v) => (8, v.into_iter().map(u32::from).collect()),
+        tiff::decoder::DecodingResult::U16(v) => (16, v.into_iter().map(u32::from).collect()),
+        _ => panic!("{}: unexpected sample type", path.display()),
+    };
+    assert!(
+        matches!(color, tiff::ColorType::Gray(_)),
+        "{}: {color:?}",
+        path.display()
+    );
+    (w as usize, h as usize, bits, values)
+}
+
+/// Reads every TIFF in `dir` (sorted by name) as a volume, independently of lodcache.
+pub fn read_tiff_dir(dir: &Path) -> (Volume, u8) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tif" || e == "tiff"))
+        .collect();
+    files.sort();
+    let mut bits = 0;
+    let mut width = 0;
+    let mut height = 0;
+    let slices = files
+        .iter()
+        .map(|p| {
+            let (w, h, b, v) = read_tiff(p);
+            (width, height, bits) = (w, h, b);
+            v
+        })
+        .collect();
+    (
+        Volume {
+            width,
+            height,
+            slices,
+        },
+        bits,
+    )
+}
+
+/// Samples of a lodcache slice as plain numbers.
+pub fn values(slice: &lodcache::Slice) -> Vec<u32> {
+    match slice.pixels() {
+        lodcache::Pixels::U8(v) => v.iter().map(|&x| u32::from(x)).collect(),
+        lodcache::Pixels::U16(v) => v.iter().map(|&x| u32::from(x)).collect(),
+        other => panic!("unexpected pixels {other:?}"),
+    }
+}
+
+/// The phantom as a volume, generated in memory.
+pub fn phantom_volume(p: &lodcache::Phantom) -> Volume {
+    Volume {
+        width: p.width() as usize,
+        height: p.height() as usize,
+        slices: (0..p.depth()).map(|z| values(&p.slice(z))).collect(),
+    }
+}
+
+/// Every file below `dir`, relative, sorted.
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// `../shared/data/<name>` from the project root, or `None` (with a message) when absent.
+pub fn shared_data(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
+        .join("data")
+        .join(name);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is absent; this test needs the shared real stacks",
+            dir.display()
+        );
+        None
+    }
+}
