@@ -1,4 +1,8 @@
 //! Kernel throughput on 2048 x 2048 u16 slice pairs, next to a plain memcpy of the same bytes.
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lodcache::Phantom;

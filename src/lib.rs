@@ -66,3 +66,8 @@ pub use geometry::{LevelInfo, LevelRule, dependent_slice, source_range};
 pub use phantom::{Phantom, sample_stack};
 pub use slice::{Pixels, Sample, SampleType, Slice};
 pub use source::{SliceInfo, SourceFile, Stack, StackPattern, StackReader};
+
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -19,6 +19,7 @@
 
 mod decode;
 mod discover;
+mod input;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Decoding one slice file into a reusable buffer.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::Path;
 
 use image::ImageDecoder;
@@ -51,10 +51,7 @@ enum Layout {
     Planar(usize),
 }
 
-/// How a slice file is read: buffered for the small header reads, while reads of a whole strip
-/// or tile at least this large go straight from the file into the output buffer (one copy).
-type Input = BufReader<File>;
-const READ_BUFFER: usize = 64 << 10;
+use super::input::Input;
 
 /// Decodes slice files, reusing one conversion buffer.
 #[derive(Debug)]
@@ -64,15 +61,18 @@ pub(crate) struct SliceDecoder {
     bytes_read: u64,
 }
 
-/// Fixed-point BT.709 luma weights, summing to exactly 2^16 so that r == g == b gives back r.
-const LUMA_R: u64 = 13933;
-const LUMA_G: u64 = 46871;
-const LUMA_B: u64 = 4732;
-const _: () = assert!(LUMA_R + LUMA_G + LUMA_B == 1 << 16);
+/// BT.709 luma weights in units of 1/10000 (0.2126, 0.7152, 0.0722): exact, and summing to
+/// exactly one so that r == g == b gives back r.
+const LUMA_R: u64 = 2126;
+const LUMA_G: u64 = 7152;
+const LUMA_B: u64 = 722;
+const LUMA_ONE: u64 = 10_000;
+const _: () = assert!(LUMA_R + LUMA_G + LUMA_B == LUMA_ONE);
 
+/// round(0.2126 r + 0.7152 g + 0.0722 b), half up, computed exactly.
 #[inline]
 fn luma(r: u64, g: u64, b: u64) -> u64 {
-    (r * LUMA_R + g * LUMA_G + b * LUMA_B + (1 << 15)) >> 16
+    (r * LUMA_R + g * LUMA_G + b * LUMA_B + LUMA_ONE / 2) / LUMA_ONE
 }
 
 /// Converts `channels`-interleaved or planar samples into gray samples of the same depth.
@@ -205,7 +205,7 @@ impl SliceDecoder {
     ) -> Result<SliceInfo> {
         let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
         self.bytes_read += file.metadata().map_or(0, |m| m.len());
-        let mut input = BufReader::with_capacity(READ_BUFFER, file);
+        let mut input = Input::new(file);
         let head = input
             .fill_buf()
             .map_err(|e| Error::io("reading", path, e))?;
@@ -249,6 +249,11 @@ impl SliceDecoder {
             tiff::ColorType::GrayA(d) => (2, d),
             tiff::ColorType::RGB(d) => (3, d),
             tiff::ColorType::RGBA(d) => (4, d),
+            // The tiff crate reports gray with an extra (alpha) sample as two-sample Multiband.
+            tiff::ColorType::Multiband {
+                bit_depth: d,
+                num_samples: 2,
+            } => (2, d),
             other => {
                 return Err(Error::unsupported(
                     path,
@@ -337,8 +342,17 @@ impl SliceDecoder {
             Format::Png => Box::new(image::codecs::png::PngDecoder::new(cursor).map_err(err)?),
             Format::Jpeg => Box::new(image::codecs::jpeg::JpegDecoder::new(cursor).map_err(err)?),
             Format::Bmp => {
+                // image's indexed mode is only right for uncompressed 8-bit rows: it copies
+                // packed 1/2/4-bit rows byte for byte and panics on RLE data. Other palette
+                // BMPs are expanded to RGB by image and converted to luma below (same values).
+                let mut cursor = cursor;
+                let head = cursor
+                    .fill_buf()
+                    .map_err(|e| Error::io("reading", path, e))?;
+                let plain_8_bit = bmp_is_plain_8_bit(head);
                 let mut d = image::codecs::bmp::BmpDecoder::new(cursor).map_err(err)?;
-                if let Some(p) = d.get_palette() {
+                let indexed = d.get_palette().filter(|_| plain_8_bit);
+                if let Some(p) = indexed {
                     let mut lut = [0u8; 256];
                     let mut identity = true;
                     for (i, rgb) in p.iter().take(256).enumerate() {
@@ -411,6 +425,25 @@ impl SliceDecoder {
         dec.read_image_boxed(scratch).map_err(err)?;
         convert(scratch, layout, out);
         Ok(info)
+    }
+}
+
+/// Whether a BMP stores one uncompressed byte per pixel (bit count 8, BI_RGB), read from the
+/// file's first bytes: the info header size at offset 14, then bit count and compression
+/// (absent in the 12-byte OS/2 core header, which has no compression).
+fn bmp_is_plain_8_bit(file: &[u8]) -> bool {
+    let u16_at = |at: usize| {
+        file.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        file.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    match u32_at(14) {
+        Some(12) => u16_at(24) == Some(8),
+        Some(_) => u16_at(28) == Some(8) && u32_at(30) == Some(0),
+        None => false,
     }
 }
 
