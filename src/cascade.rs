@@ -51,6 +51,11 @@ pub struct StreamStats {
     pub source_bytes: u64,
     /// Slices produced per level (index 0 is always 0: the source is not produced).
     pub produced: Vec<u64>,
+    /// Source-slice buffers allocated by the decoder threads: bounded by the thread count,
+    /// whatever the depth (every buffer is recycled).
+    pub source_buffers: usize,
+    /// Level-slice buffers allocated by the cascade: at most two per level.
+    pub level_buffers: usize,
     /// Time the consumer waited for decoded slices (read-ahead too slow when large).
     pub waited: Duration,
     /// Time spent in the kernel.
@@ -70,6 +75,7 @@ pub(crate) struct Cascade {
     next_z: Vec<u32>,
     spare: Vec<Vec<Slice>>,
     produced: Vec<u64>,
+    allocated: usize,
     kernel: Duration,
     sink: Duration,
 }
@@ -88,15 +94,17 @@ impl Cascade {
             next_z: vec![0; n],
             spare: (0..n).map(|_| Vec::new()).collect(),
             produced: vec![0; n],
+            allocated: 0,
             kernel: Duration::ZERO,
             sink: Duration::ZERO,
         }
     }
 
     fn buffer(&mut self, level: usize) -> Slice {
-        self.spare[level]
-            .pop()
-            .unwrap_or_else(|| Slice::zeroed(0, 0, self.levels[level].sample_type))
+        self.spare[level].pop().unwrap_or_else(|| {
+            self.allocated += 1;
+            Slice::zeroed(0, 0, self.levels[level].sample_type)
+        })
     }
 
     /// Hands a consumed level-`level` slice back: source buffers to `recycle`, others to spare.
@@ -244,7 +252,7 @@ pub fn stream_levels(
                         break;
                     }
                 }
-                reader.bytes_read()
+                (reader.bytes_read(), allocated)
             }));
         }
         drop(tx);
@@ -295,7 +303,10 @@ pub fn stream_levels(
         drop(free_tx);
         for h in handles {
             match h.join() {
-                Ok(bytes) => stats.source_bytes += bytes,
+                Ok((bytes, buffers)) => {
+                    stats.source_bytes += bytes;
+                    stats.source_buffers += buffers;
+                }
                 Err(_) => {
                     return Err(Error::invalid("stream", "a decoder thread panicked"));
                 }
@@ -304,6 +315,7 @@ pub fn stream_levels(
         outcome
     });
     outcome?;
+    stats.level_buffers = cascade.allocated;
     stats.produced = cascade.produced;
     stats.kernel = cascade.kernel;
     stats.sink = cascade.sink;

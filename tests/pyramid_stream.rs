@@ -199,3 +199,41 @@ fn a_bad_slice_stops_the_stream_with_its_name_and_a_sink_error_is_returned() {
     assert!(err.to_string().contains("sink refused"));
     assert_eq!(calls, 3);
 }
+
+#[test]
+fn buffers_stay_bounded_whatever_the_depth() {
+    let mut seen = Vec::new();
+    for depth in [8u32, 64, 129] {
+        let dir = tempfile::tempdir().unwrap();
+        Phantom::new(24, 20, depth).write(dir.path()).unwrap();
+        let stack = Stack::open(dir.path()).unwrap();
+        let levels = stack.levels(&LevelRule::default().with_edge(2)).unwrap().len();
+        for threads in [1usize, 2, 3] {
+            let stats = stream_levels(
+                &stack,
+                &StreamOptions {
+                    rule: LevelRule::default().with_edge(2),
+                    decode_threads: threads,
+                    ..StreamOptions::default()
+                },
+                |_, _, _| Ok(()),
+            )
+            .unwrap();
+            let per_thread = if threads == 1 { 3 } else { 2 };
+            assert!(
+                stats.source_buffers <= threads * per_thread,
+                "depth {depth}, {threads} threads: {} source buffers",
+                stats.source_buffers
+            );
+            assert!(
+                stats.level_buffers <= 2 * (levels - 1),
+                "depth {depth}: {} level buffers for {} levels",
+                stats.level_buffers,
+                levels - 1
+            );
+            seen.push(stats.source_buffers + stats.level_buffers);
+        }
+    }
+    // A 129-deep stack needs no more buffers than a 64-deep one.
+    assert!(seen[6..].iter().max() <= seen[3..6].iter().max());
+}
