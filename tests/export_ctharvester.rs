@@ -53,11 +53,7 @@ fn level_counts_and_names_agree_with_ctharvester() {
         vec![("1".into(), 9), ("2".into(), 5), ("3".into(), 3)]
     );
     assert_eq!(
-        report
-            .levels
-            .iter()
-            .map(|l| l.width)
-            .collect::<Vec<_>>(),
+        report.levels.iter().map(|l| l.width).collect::<Vec<_>>(),
         vec![1024, 512, 256]
     );
     assert_eq!(report.files, 17);
@@ -163,7 +159,12 @@ fn a_failed_export_leaves_the_previous_export_untouched() {
             (f, bytes)
         })
         .collect();
-    assert_eq!(before.len(), after.len(), "files added or lost: {:?}", tree(&out));
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "files added or lost: {:?}",
+        tree(&out)
+    );
     assert!(before == after, "the previous export changed");
 
     // Fixed, a new export replaces the levels and keeps the user's file.

@@ -33,7 +33,11 @@ fn export_example_writes_the_layout() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(stdout.contains("wrote 10 files"), "{stdout}");
     assert_eq!(
         tree(&out),
@@ -65,7 +69,10 @@ fn bad_input_exits_nonzero_with_the_error_and_no_file() {
         .unwrap();
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
-    assert!(err.contains("nowhere") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("nowhere") && err.contains("does not exist"),
+        "{err}"
+    );
 
     // A truncated slice in the middle of an otherwise good stack.
     let stack = tmp.path().join("stack");

@@ -24,7 +24,9 @@ fn stream_all(stack: &Stack, options: &StreamOptions) -> BTreeMap<(u32, u32), Ve
 
 fn check_against_naive(w: u32, h: u32, d: u32, ty: SampleType, edge: u32, threads: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let phantom = Phantom::new(w, h, d).with_sample_type(ty).with_seed(u64::from(w * 31 + d));
+    let phantom = Phantom::new(w, h, d)
+        .with_sample_type(ty)
+        .with_seed(u64::from(w * 31 + d));
     phantom.write(dir.path()).unwrap();
     let stack = Stack::open(dir.path()).unwrap();
     let rule = LevelRule::default().with_edge(edge);
@@ -44,7 +46,11 @@ fn check_against_naive(w: u32, h: u32, d: u32, ty: SampleType, edge: u32, thread
     for (n, vol) in naive.iter().enumerate().skip(1) {
         let info = levels[n];
         assert_eq!(
-            (info.width as usize, info.height as usize, info.depth as usize),
+            (
+                info.width as usize,
+                info.height as usize,
+                info.depth as usize
+            ),
             (vol.width, vol.height, vol.slices.len()),
             "{w}x{h}x{d}: level {n} dimensions"
         );
@@ -207,7 +213,10 @@ fn buffers_stay_bounded_whatever_the_depth() {
         let dir = tempfile::tempdir().unwrap();
         Phantom::new(24, 20, depth).write(dir.path()).unwrap();
         let stack = Stack::open(dir.path()).unwrap();
-        let levels = stack.levels(&LevelRule::default().with_edge(2)).unwrap().len();
+        let levels = stack
+            .levels(&LevelRule::default().with_edge(2))
+            .unwrap()
+            .len();
         for threads in [1usize, 2, 3] {
             let stats = stream_levels(
                 &stack,

@@ -12,7 +12,11 @@ fn check(name: &str, depth: u32, rows: u32, cols: u32, ty: SampleType) {
     let stack = Stack::open(&dir).unwrap();
     assert_eq!(stack.depth(), depth);
     assert_eq!(
-        (stack.info().width, stack.info().height, stack.info().sample_type),
+        (
+            stack.info().width,
+            stack.info().height,
+            stack.info().sample_type
+        ),
         (cols, rows, ty)
     );
     assert!(stack.gaps().is_empty());
@@ -31,7 +35,10 @@ fn check(name: &str, depth: u32, rows: u32, cols: u32, ty: SampleType) {
     assert_eq!(source.slices.len() as u32, depth);
     let naive = source.pyramid(64);
     assert_eq!(report.levels.len(), naive.len() - 1);
-    assert!(report.levels.len() >= 2, "{name}: expected at least two levels");
+    assert!(
+        report.levels.len() >= 2,
+        "{name}: expected at least two levels"
+    );
     for (n, want) in naive.iter().enumerate().skip(1) {
         let (have, have_bits) = read_tiff_dir(&out.join(n.to_string()));
         assert_eq!(have_bits, bits, "{name}: level {n} sample depth");
@@ -41,20 +48,17 @@ fn check(name: &str, depth: u32, rows: u32, cols: u32, ty: SampleType) {
             "{name}: level {n} dimensions"
         );
         for (z, (h, w)) in have.slices.iter().zip(&want.slices).enumerate() {
-            assert!(h == w, "{name}: level {n} slice {z} differs from the naive pyramid");
+            assert!(
+                h == w,
+                "{name}: level {n} slice {z} differs from the naive pyramid"
+            );
         }
     }
 }
 
 #[test]
 fn siemens_b0_16bit_matches_the_naive_pyramid() {
-    check(
-        "heudiconv_siemens_b0_mosaic",
-        81,
-        152,
-        150,
-        SampleType::U16,
-    );
+    check("heudiconv_siemens_b0_mosaic", 81, 152, 150, SampleType::U16);
 }
 
 #[test]

@@ -278,10 +278,28 @@ impl SliceDecoder {
         };
         let planar = buffer.planes > 1;
         let layout = match (channels, planar) {
-            (1, _) => Layout::Gray,
+            // Gray, or planar gray + alpha whose first plane is the gray one.
+            (1, _) | (2, true) => Layout::Gray,
             (n, false) => Layout::Interleaved(n),
             (n, true) => Layout::Planar(n),
         };
+        if planar {
+            // tiff 0.11 takes the bottom padding of a planar tile from its index counted over
+            // all planes, so the bottom tiles of every plane after the first overrun the buffer
+            // (an assertion panics) unless the tile height divides the image height.
+            let tile_h: Option<u32> = dec
+                .find_tag_unsigned(tiff::tags::Tag::TileLength)
+                .map_err(|e| Error::decode(path, e))?;
+            if let Some(th) = tile_h.filter(|&th| th > 0 && height % th != 0) {
+                return Err(Error::unsupported(
+                    path,
+                    format!(
+                        "planar TIFF in tiles of height {th} that do not divide the image \
+                         height {height} (store it interleaved, in strips, or with whole tiles)"
+                    ),
+                ));
+            }
+        }
         let info = SliceInfo {
             width,
             height,
