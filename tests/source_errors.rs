@@ -501,6 +501,24 @@ fn tiff_claiming_a_million_by_a_million_pixels_is_refused_without_allocating() {
 }
 
 #[test]
+fn uncompressed_tiff_shorter_than_its_samples_is_refused_before_allocating() {
+    // 60000 x 60000 8-bit is under the 4 GiB limit, so only the file length can tell: the
+    // samples would be 3.6 GB but the file is a few hundred bytes. Opened as the first slice,
+    // the stack's size matches, so the read gets as far as the length check.
+    let raw = RawTiff::gray(false, 60_000, 60_000, 8, Chunks::Strips(1));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), "s0001.tif", &raw.header_only(16));
+    let stack = Stack::open(tmp.path()).unwrap();
+    let err = stack.read_slice(0).unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { path: p, .. } if *p == path),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert_names(&err, &path);
+}
+
+#[test]
 fn tiff_just_over_the_default_limit_is_too_large() {
     // 65536 x 32769 16-bit samples: 4 GiB + 128 KiB, just above the default 4 GiB limit.
     let raw = RawTiff::gray(true, 65536, 32769, 16, Chunks::Strips(1));

@@ -59,6 +59,8 @@ pub(crate) struct SliceDecoder {
     scratch: Vec<u64>,
     max_slice_bytes: u64,
     bytes_read: u64,
+    /// Length of the file being decoded.
+    file_len: u64,
 }
 
 /// BT.709 luma weights in units of 1/10000 (0.2126, 0.7152, 0.0722): exact, and summing to
@@ -150,6 +152,7 @@ impl SliceDecoder {
             scratch: Vec::new(),
             max_slice_bytes,
             bytes_read: 0,
+            file_len: 0,
         }
     }
 
@@ -204,7 +207,8 @@ impl SliceDecoder {
         out: Option<&mut Slice>,
     ) -> Result<SliceInfo> {
         let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        self.bytes_read += file.metadata().map_or(0, |m| m.len());
+        self.file_len = file.metadata().map_or(0, |m| m.len());
+        self.bytes_read += self.file_len;
         let mut input = Input::new(file);
         let head = input
             .fill_buf()
@@ -308,6 +312,22 @@ impl SliceDecoder {
         self.check_limit(path, width, height, channels * sample_type.bytes())?;
         check_expected(path, info, expected)?;
         let Some(out) = out else { return Ok(info) };
+        // Uncompressed samples must all be in the file: a truncated file (or a header that
+        // lies) is refused before the output buffer is allocated.
+        let compression: Option<u16> = dec
+            .find_tag_unsigned(tiff::tags::Tag::Compression)
+            .map_err(|e| Error::decode(path, e))?;
+        let raw = u64::from(width) * u64::from(height) * (channels * sample_type.bytes()) as u64;
+        if compression.unwrap_or(1) == 1 && raw > self.file_len {
+            return Err(Error::decode(
+                path,
+                format!(
+                    "truncated: an uncompressed {width} x {height} image needs {raw} bytes of \
+                     samples but the file has {} bytes",
+                    self.file_len
+                ),
+            ));
+        }
 
         out.reshape(width, height, sample_type);
         let need = if planar {
