@@ -376,6 +376,7 @@ impl SliceDecoder {
         // Palette BMPs are read as indices and mapped through a luma table here, which costs
         // what reading an 8-bit gray file costs (no expansion to RGB and back).
         let mut palette: Option<[u8; 256]> = None;
+        let mut bmp_rows: Option<(u64, bool)> = None;
         let mut dec: Box<dyn ImageDecoder> = match format {
             Format::Png => Box::new(image::codecs::png::PngDecoder::new(cursor).map_err(err)?),
             Format::Jpeg => Box::new(image::codecs::jpeg::JpegDecoder::new(cursor).map_err(err)?),
@@ -388,6 +389,7 @@ impl SliceDecoder {
                     .fill_buf()
                     .map_err(|e| Error::io("reading", path, e))?;
                 let plain_8_bit = bmp_is_plain_8_bit(head);
+                bmp_rows = bmp8_rows(head).filter(|_| plain_8_bit);
                 let mut d = image::codecs::bmp::BmpDecoder::new(cursor).map_err(err)?;
                 let indexed = d.get_palette().filter(|_| plain_8_bit);
                 if let Some(p) = indexed {
@@ -451,7 +453,15 @@ impl SliceDecoder {
                 Pixels::U16(v) => bytemuck::cast_slice_mut(v),
                 Pixels::F32(v) => bytemuck::cast_slice_mut(v),
             };
-            dec.read_image_boxed(bytes).map_err(err)?;
+            match (bmp_rows, sample_type) {
+                // Uncompressed 8-bit BMP: the rows are read straight into the output, which
+                // costs what an 8-bit TIFF costs (image's decoder copies each row twice).
+                (Some(rows), SampleType::U8) => {
+                    drop(dec);
+                    read_bmp8(path, rows, width, height, self.file_len, bytes)?;
+                }
+                _ => dec.read_image_boxed(bytes).map_err(err)?,
+            }
             if let (Some(lut), Pixels::U8(v)) = (palette, out.pixels_mut()) {
                 for p in v.iter_mut() {
                     *p = lut[usize::from(*p)];
@@ -483,6 +493,60 @@ fn bmp_is_plain_8_bit(file: &[u8]) -> bool {
         Some(_) => u16_at(28) == Some(8) && u32_at(30) == Some(0),
         None => false,
     }
+}
+
+/// Where the rows of a BMP start and whether they are stored top-down, from its first bytes.
+fn bmp8_rows(head: &[u8]) -> Option<(u64, bool)> {
+    let u32_at = |at: usize| {
+        head.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let offset = u64::from(u32_at(10)?);
+    let top_down = match u32_at(14)? {
+        12 => false,
+        _ => (u32_at(22)? as i32) < 0,
+    };
+    Some((offset, top_down))
+}
+
+/// Reads the rows of an uncompressed 8-bit BMP (4-byte aligned, bottom-up unless `top_down`)
+/// into `dst`, `width` bytes a row.
+fn read_bmp8(
+    path: &Path,
+    (offset, top_down): (u64, bool),
+    width: u32,
+    height: u32,
+    file_len: u64,
+    dst: &mut [u8],
+) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let stride = (u64::from(width) + 3) & !3;
+    let need = offset + stride * u64::from(height);
+    if need > file_len {
+        return Err(Error::decode(
+            path,
+            format!(
+                "truncated: {width} x {height} 8-bit rows from offset {offset} need {need} bytes \
+                 but the file has {file_len}"
+            ),
+        ));
+    }
+    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let mut input = Input::new(file);
+    input
+        .seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io("reading", path, e))?;
+    let (w, h) = (width as usize, height as usize);
+    let pad = (stride - u64::from(width)) as usize;
+    let mut skip = [0u8; 3];
+    for i in 0..h {
+        let row = if top_down { i } else { h - 1 - i };
+        input
+            .read_exact(&mut dst[row * w..(row + 1) * w])
+            .and_then(|()| input.read_exact(&mut skip[..pad]))
+            .map_err(|e| Error::io("reading", path, e))?;
+    }
+    Ok(())
 }
 
 /// Converts multi-channel samples (native byte order) into `out`'s gray samples.
