@@ -23,7 +23,7 @@
 //! use lodcache::{ExportOptions, LevelRule, Phantom, Stack, export_ctharvester};
 //!
 //! # fn main() -> lodcache::Result<()> {
-//! let tmp = tempfile::tempdir().unwrap();
+//! let tmp = tempfile::tempdir().unwrap(); // ok: doctest setup, not library code
 //! // A small synthetic scan: 16-bit, 80 x 60 pixels, 9 slices.
 //! Phantom::new(80, 60, 9).write(&tmp.path().join("scan"))?;
 //!
