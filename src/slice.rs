@@ -231,6 +231,15 @@ impl Pixels {
         }
     }
 
+    /// The samples as mutable bytes, native byte order (decoders write straight into them).
+    pub(crate) fn as_bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Pixels::U8(v) => v,
+            Pixels::U16(v) => bytemuck::cast_slice_mut(v),
+            Pixels::F32(v) => bytemuck::cast_slice_mut(v),
+        }
+    }
+
     /// Makes this buffer hold `len` samples of type `ty`, reusing the allocation when the type
     /// already matches. New samples are zero; existing ones are left as they are.
     pub(crate) fn reshape(&mut self, ty: SampleType, len: usize) {

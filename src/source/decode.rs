@@ -340,11 +340,7 @@ impl SliceDecoder {
                 .map_err(|e| Error::decode(path, e))
         };
         if layout == Layout::Gray && need == out.pixels().as_bytes().len() {
-            let bytes: &mut [u8] = match out.pixels_mut() {
-                Pixels::U8(v) => v,
-                Pixels::U16(v) => bytemuck::cast_slice_mut(v),
-                Pixels::F32(v) => bytemuck::cast_slice_mut(v),
-            };
+            let bytes = out.pixels_mut().as_bytes_mut();
             read(&mut dec, bytes)?;
             return Ok(info);
         }
@@ -448,11 +444,7 @@ impl SliceDecoder {
             ));
         }
         if layout == Layout::Gray {
-            let bytes: &mut [u8] = match out.pixels_mut() {
-                Pixels::U8(v) => v,
-                Pixels::U16(v) => bytemuck::cast_slice_mut(v),
-                Pixels::F32(v) => bytemuck::cast_slice_mut(v),
-            };
+            let bytes = out.pixels_mut().as_bytes_mut();
             match (bmp_rows, sample_type) {
                 // Uncompressed 8-bit BMP: the rows are read straight into the output, which
                 // costs what an 8-bit TIFF costs (image's decoder copies each row twice).
