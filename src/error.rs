@@ -119,6 +119,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A cached blob failed its checks. Inside lodcache such a blob is counted, removed and
+    /// regenerated; this error reaches callers only of the blob-level API.
+    #[error("damaged cache blob {location}: {source}")]
+    CorruptBlob {
+        /// The blob's file, or its key for a blob held in memory.
+        location: String,
+        /// The check that failed.
+        source: crate::codec::BlobError,
+    },
+
     /// A request or setting is out of range or inconsistent.
     #[error("invalid {what}: {detail}")]
     InvalidArgument {

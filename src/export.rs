@@ -78,18 +78,11 @@ fn sweep_stale_staging(out: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name
+        let staging = entry
+            .file_name()
             .to_str()
-            .and_then(|n| n.strip_prefix(STAGING_PREFIX))
-            .and_then(|n| n.strip_prefix(fsutil::TEMP_MARKER))
-        else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or_default();
-        // Only where we can tell that the writer is gone (Linux /proc).
-        let proc_dir = Path::new("/proc");
-        if proc_dir.is_dir() && !proc_dir.join(pid).exists() {
+            .is_some_and(|n| n.starts_with(STAGING_PREFIX));
+        if staging && fsutil::is_stale_temp(&entry.path(), None) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

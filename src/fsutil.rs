@@ -49,6 +49,36 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
+/// Whether `name` is a temporary file or folder (see [`temp_path`]) whose writer is gone: its
+/// process no longer exists (known where `/proc` is mounted), or it is older than `max_age`
+/// (`None`: never judged by age; a pid may be reused after a restart).
+pub(crate) fn is_stale_temp(path: &Path, max_age: Option<std::time::Duration>) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some(at) = name.find(TEMP_MARKER) else {
+        return false;
+    };
+    let pid = name[at + TEMP_MARKER.len()..]
+        .split('-')
+        .next()
+        .unwrap_or_default();
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let proc_dir = Path::new("/proc");
+    if proc_dir.join("self").exists() && !proc_dir.join(pid).exists() {
+        return true;
+    }
+    max_age.is_some_and(|age| {
+        std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +91,19 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_of_a_dead_process_is_stale_and_ours_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = temp_path(&dir.path().join("a.blob"));
+        std::fs::write(&ours, b"x").unwrap();
+        assert!(!is_stale_temp(&ours, None));
+        // Pids are below 2^22 on Linux.
+        let dead = dir.path().join("a.blob.tmp-99999999-0-0");
+        assert!(is_stale_temp(&dead, None));
+        assert!(!is_stale_temp(&dir.path().join("a.blob"), None));
+        assert!(!is_stale_temp(&dir.path().join("a.tmp-x"), None));
     }
 
     #[test]

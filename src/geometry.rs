@@ -128,6 +128,28 @@ impl LevelInfo {
     }
 }
 
+/// One slice of one level: the key of a blob in the cache tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SliceKey {
+    /// Level number (1 and up for cached slices).
+    pub level: u32,
+    /// Slice index within the level.
+    pub z: u32,
+}
+
+impl SliceKey {
+    /// The key of slice `z` of `level`.
+    pub fn new(level: u32, z: u32) -> SliceKey {
+        SliceKey { level, z }
+    }
+}
+
+impl std::fmt::Display for SliceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "level {} slice {}", self.level, self.z)
+    }
+}
+
 /// The source slices that slice `z` of `level` is made from: `[z * 2^level, (z + 1) * 2^level)`,
 /// clipped to a stack of `source_depth` slices.
 pub fn source_range(level: u32, z: u32, source_depth: u32) -> Range<u32> {

@@ -50,6 +50,7 @@
 //! [`StackReader`] per thread.
 
 pub mod cascade;
+pub mod codec;
 mod error;
 pub mod export;
 mod fsutil;
@@ -58,14 +59,16 @@ pub mod kernel;
 pub mod phantom;
 mod slice;
 pub mod source;
+pub mod store;
 
 pub use cascade::{StreamOptions, StreamStats, stream_levels};
 pub use error::{Error, Result};
 pub use export::{ExportOptions, ExportReport, ctharvester_path, export_ctharvester};
-pub use geometry::{LevelInfo, LevelRule, dependent_slice, source_range};
+pub use geometry::{LevelInfo, LevelRule, SliceKey, dependent_slice, source_range};
 pub use phantom::{Phantom, sample_stack};
 pub use slice::{Pixels, Sample, SampleType, Slice};
 pub use source::{SliceInfo, SourceFile, Stack, StackPattern, StackReader};
+pub use store::{DiskOptions, DiskStore, Manifest, MemoryStore};
 
 /// The README's examples, run as doctests.
 #[cfg(doctest)]
