@@ -1,9 +1,12 @@
-//! Exports a stack's pyramid in CTHarvester's layout, `OUT/<n>/<i:06>.tif`.
+//! Exports a stack's pyramid in CTHarvester's layout, `OUT/<n>/<i:06>.tif`, through the cache.
 //!
 //! ```text
-//! cargo run --release --example export -- [STACK] [OUT] [--edge N] [--levels 1,2] [--threads N] [--measure]
+//! cargo run --release --example export -- [STACK] [OUT] [--edge N] [--levels 1,2] [--cache DIR]
+//!                                         [--no-cache] [--threads N] [--measure]
 //! ```
-//! No STACK: the built-in phantom. No OUT: a folder under the system temp folder.
+//! No STACK: the built-in phantom. No OUT: a folder under the system temp folder. The export
+//! reads through a `Pyramid`, so it fills the cache folder (default `STACK/.lodcache`) and a
+//! second export of the same stack is served from it; a damaged blob there is rebuilt.
 //! `--measure` also times the decode floor (every source slice decoded once, nothing else) on
 //! the same warm page cache and prints the ratio.
 
@@ -11,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use lodcache::{ExportOptions, LevelRule, Slice, Stack, export_ctharvester, sample_stack};
+use lodcache::{LevelRule, Pyramid, Slice, sample_stack};
 
 struct Args {
     stack: Option<PathBuf>,
@@ -19,6 +22,8 @@ struct Args {
     edge: u32,
     levels: Option<Vec<u32>>,
     threads: Option<usize>,
+    cache: Option<PathBuf>,
+    no_cache: bool,
     measure: bool,
 }
 
@@ -29,6 +34,8 @@ fn parse_args() -> Result<Args, String> {
         edge: LevelRule::default().edge,
         levels: None,
         threads: None,
+        cache: None,
+        no_cache: false,
         measure: false,
     };
     let mut positional = Vec::new();
@@ -58,9 +65,15 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|_| format!("--threads takes a number, not {v:?}"))?,
                 );
             }
+            "--cache" => args.cache = Some(PathBuf::from(value("--cache")?)),
+            "--no-cache" => args.no_cache = true,
             "--measure" => args.measure = true,
             "-h" | "--help" => {
-                return Err("usage: export [STACK] [OUT] [--edge N] [--levels 1,2] [--threads N] [--measure]".into());
+                return Err(
+                    "usage: export [STACK] [OUT] [--edge N] [--levels 1,2] [--cache DIR] \
+                            [--no-cache] [--threads N] [--measure]"
+                        .into(),
+                );
             }
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             _ => positional.push(PathBuf::from(a)),
@@ -94,7 +107,20 @@ fn run() -> Result<(), String> {
     let out = args
         .out
         .unwrap_or_else(|| std::env::temp_dir().join("lodcache-export"));
-    let stack = Stack::open(&stack_dir).map_err(|e| e.to_string())?;
+    let mut builder = Pyramid::builder(&stack_dir)
+        .with_edge(args.edge)
+        .with_disk_cache(!args.no_cache);
+    if let Some(dir) = &args.cache {
+        builder = builder.with_cache_dir(dir);
+    }
+    if let Some(t) = args.threads {
+        builder = builder.with_decode_threads(t);
+    }
+    let pyr = builder.build().map_err(|e| e.to_string())?;
+    for w in pyr.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let stack = pyr.stack();
     let info = stack.info();
     println!(
         "stack {}: {} slices of {} x {} {} ({}<n>.{})",
@@ -149,13 +175,10 @@ fn run() -> Result<(), String> {
         None
     };
 
-    let options = ExportOptions {
-        rule: LevelRule::default().with_edge(args.edge),
-        levels: args.levels,
-        decode_threads: args.threads,
-    };
     let t = Instant::now();
-    let report = export_ctharvester(&stack, &out, &options).map_err(|e| e.to_string())?;
+    let report = pyr
+        .export_ctharvester(&out, args.levels.as_deref())
+        .map_err(|e| e.to_string())?;
     let took = t.elapsed();
     println!("level  width  height  depth  type");
     for l in &report.levels {
@@ -164,7 +187,7 @@ fn run() -> Result<(), String> {
             l.level, l.width, l.height, l.depth, l.sample_type
         );
     }
-    let source_mb = report.stream.source_bytes as f64 / 1e6;
+    let source_mb = report.source_bytes as f64 / 1e6;
     println!(
         "wrote {} files ({:.1} MB) to {} in {:.3} s; read {:.1} MB of source ({:.0} MB/s)",
         report.files,
@@ -174,11 +197,24 @@ fn run() -> Result<(), String> {
         source_mb,
         source_mb / took.as_secs_f64()
     );
+    if let Some(stream) = &report.stream {
+        println!(
+            "  of which: waiting for decoders {:.3} s, kernel {:.3} s, writing {:.3} s",
+            stream.waited.as_secs_f64(),
+            stream.kernel.as_secs_f64(),
+            stream.sink.as_secs_f64()
+        );
+    }
+    let stats = pyr.stats();
+    let cache = if args.no_cache {
+        "none".to_string()
+    } else {
+        pyr.disk().dir().display().to_string()
+    };
     println!(
-        "  of which: waiting for decoders {:.3} s, kernel {:.3} s, writing {:.3} s",
-        report.stream.waited.as_secs_f64(),
-        report.stream.kernel.as_secs_f64(),
-        report.stream.sink.as_secs_f64()
+        "cache {cache}: {} blobs generated, {} served from disk, {} from memory, {} damaged \
+         blobs found and rebuilt",
+        stats.generated, stats.disk.hits, stats.memory.hits, stats.disk.corrupt
     );
     if let (Some(cat), Some(floor)) = (cat, floor) {
         println!(

@@ -45,8 +45,10 @@ pub struct ExportReport {
     pub files: u64,
     /// Bytes written.
     pub bytes: u64,
-    /// The streaming build's figures.
-    pub stream: StreamStats,
+    /// Bytes of source files read (0 when everything came from the cache).
+    pub source_bytes: u64,
+    /// The streaming build's figures, when the export ran one.
+    pub stream: Option<StreamStats>,
 }
 
 /// Encodes `slice` as an uncompressed single-page grayscale TIFF into `buf` (cleared first).
@@ -101,10 +103,47 @@ pub fn export_ctharvester(
     out: &Path,
     options: &ExportOptions,
 ) -> Result<ExportReport> {
+    let wanted = wanted_levels(stack, &options.rule, options.levels.as_deref())?;
     let all = stack.levels(&options.rule)?;
-    let last = all.len() as u32 - 1;
-    let mut wanted: Vec<u32> = match &options.levels {
-        Some(l) => l.clone(),
+    let mut stream_opts = StreamOptions {
+        rule: options.rule,
+        max_level: wanted.last().copied(),
+        ..StreamOptions::default()
+    };
+    if let Some(t) = options.decode_threads {
+        stream_opts.decode_threads = t;
+    }
+    let mut stream = None;
+    let (files, bytes) = write_ctharvester(out, &wanted, |sink| {
+        stream = Some(stream_levels(stack, &stream_opts, |level, z, slice| {
+            if wanted.binary_search(&level).is_ok() {
+                sink(level, z, slice)?;
+            }
+            Ok(())
+        })?);
+        Ok(())
+    })?;
+    Ok(ExportReport {
+        levels: wanted.iter().map(|&l| all[l as usize]).collect(),
+        files,
+        bytes,
+        source_bytes: stream.as_ref().map_or(0, |s| s.source_bytes),
+        stream,
+    })
+}
+
+/// The levels to export, sorted and deduplicated: `levels`, or every level >= 1.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a level outside the pyramid, naming the valid range.
+pub(crate) fn wanted_levels(
+    stack: &Stack,
+    rule: &LevelRule,
+    levels: Option<&[u32]>,
+) -> Result<Vec<u32>> {
+    let last = stack.levels(rule)?.len() as u32 - 1;
+    let mut wanted: Vec<u32> = match levels {
+        Some(l) => l.to_vec(),
         None => (1..=last).collect(),
     };
     wanted.sort_unstable();
@@ -115,7 +154,7 @@ pub fn export_ctharvester(
                 "none: a {} x {} stack is not above the edge of {}",
                 stack.info().width,
                 stack.info().height,
-                options.rule.edge
+                rule.edge
             )
         } else {
             format!("1..={last}")
@@ -125,6 +164,25 @@ pub fn export_ctharvester(
             format!("{bad}; valid levels: {valid}"),
         ));
     }
+    Ok(wanted)
+}
+
+/// Receives the slices to export: `(level, z, slice)`.
+pub(crate) type ExportSink<'a> = dyn FnMut(u32, u32, &Slice) -> Result<()> + Send + 'a;
+
+/// Writes CTHarvester's layout for `wanted` under `out`: `produce` hands every slice of those
+/// levels to the sink it is given, in any order. Files go to a staging folder on a writer
+/// thread; levels are moved into place only when everything succeeded. Returns files and
+/// bytes written.
+///
+/// # Errors
+/// `produce`'s error, or [`Error::Io`]/[`Error::Encode`] naming the file; `out` is then left as
+/// it was.
+pub(crate) fn write_ctharvester(
+    out: &Path,
+    wanted: &[u32],
+    produce: impl FnOnce(&mut ExportSink<'_>) -> Result<()>,
+) -> Result<(u64, u64)> {
     std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
     sweep_stale_staging(out);
     let staging = out.join(format!(
@@ -132,40 +190,25 @@ pub fn export_ctharvester(
         fsutil::TEMP_MARKER,
         fsutil::unique_suffix()
     ));
-    let result = write_staged(stack, out, &staging, &wanted, options);
+    let result = write_staged(out, &staging, wanted, produce);
     let _ = std::fs::remove_dir_all(&staging);
-    let (stream, files, bytes) = result?;
-    Ok(ExportReport {
-        levels: wanted.iter().map(|&l| all[l as usize]).collect(),
-        files,
-        bytes,
-        stream,
-    })
+    result
 }
 
 fn write_staged(
-    stack: &Stack,
     out: &Path,
     staging: &Path,
     wanted: &[u32],
-    options: &ExportOptions,
-) -> Result<(StreamStats, u64, u64)> {
+    produce: impl FnOnce(&mut ExportSink<'_>) -> Result<()>,
+) -> Result<(u64, u64)> {
     for &l in wanted {
         let dir = staging.join(l.to_string());
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
     }
-    let mut stream_opts = StreamOptions {
-        rule: options.rule,
-        max_level: wanted.last().copied(),
-        ..StreamOptions::default()
-    };
-    if let Some(t) = options.decode_threads {
-        stream_opts.decode_threads = t;
-    }
-    // The stream's thread encodes (a copy of the slice plus a header) and a writer thread does
-    // the file system work, so that writing overlaps decoding and the kernel. Encoded buffers
-    // go back and forth, never reallocated.
-    let (stream, files, bytes) = std::thread::scope(|scope| {
+    // The producer's thread encodes (a copy of the slice plus a header) and a writer thread
+    // does the file system work, so that writing overlaps decoding and the kernel. Encoded
+    // buffers go back and forth, never reallocated.
+    let (files, bytes) = std::thread::scope(|scope| {
         let (to_writer, jobs) = mpsc::sync_channel::<(PathBuf, Vec<u8>)>(WRITE_QUEUE);
         let (to_encoder, returned) = mpsc::channel::<Vec<u8>>();
         let writer = scope.spawn(move || -> Result<(u64, u64)> {
@@ -178,10 +221,7 @@ fn write_staged(
             }
             Ok((files, bytes))
         });
-        let streamed = stream_levels(stack, &stream_opts, |level, z, slice| {
-            if wanted.binary_search(&level).is_err() {
-                return Ok(());
-            }
+        let produced = produce(&mut move |level, z, slice| {
             let path = ctharvester_path(staging, level, z);
             let mut buf = returned.try_recv().unwrap_or_default();
             encode_tiff(slice, &path, &mut buf)?;
@@ -189,13 +229,13 @@ fn write_staged(
                 Error::invalid("export", "the writer thread stopped (its error follows)")
             })
         });
-        drop(to_writer);
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(Error::invalid("export", "the writer thread panicked")));
-        // A write error is the cause of a failed stream, so report it first.
-        let (files, bytes) = written?;
-        Ok::<_, Error>((streamed?, files, bytes))
+        // A write error is the cause of a failed producer, so report it first.
+        let counts = written?;
+        produced?;
+        Ok::<_, Error>(counts)
     })?;
     // Everything is on disk: move each level into place, the old one out of the way first.
     for &l in wanted {
@@ -215,5 +255,5 @@ fn write_staged(
             return Err(Error::io("moving the new level into place", &target, e));
         }
     }
-    Ok((stream, files, bytes))
+    Ok((files, bytes))
 }

@@ -438,6 +438,22 @@ impl DiskStore {
         store
     }
 
+    /// A disk tier that keeps nothing (memory-only caching, chosen by the caller: no warning).
+    pub fn disabled() -> DiskStore {
+        DiskStore {
+            inner: Arc::new(Inner {
+                dir: PathBuf::new(),
+                mode: DiskMode::Disabled,
+                levels: Vec::new(),
+                budget: 0,
+                index: Mutex::new(Index::default()),
+                counters: Counters::default(),
+                warnings: Mutex::new(Vec::new()),
+                priority: RwLock::new(None),
+            }),
+        }
+    }
+
     /// The cache folder.
     pub fn dir(&self) -> &Path {
         &self.inner.dir

@@ -107,6 +107,11 @@ impl MemoryStore {
         found
     }
 
+    /// The blob of `key`, if held, without counting a hit or a miss.
+    pub fn peek(&self, key: SliceKey) -> Option<Blob> {
+        self.cache.get(&key)
+    }
+
     /// Whether `key` is held, without counting or touching it.
     pub fn contains(&self, key: SliceKey) -> bool {
         self.cache.contains_key(&key)

@@ -1,0 +1,762 @@
+//! The lazy pyramid: slices, regions, volumes and sections of any level, made on demand and kept
+//! in the memory and disk tiers.
+//!
+//! # Serving order
+//! A request for slice `z` of level `n >= 1` is served from the memory tier, else from the disk
+//! tier (and promoted to memory), else generated from slices `2z` and `2z + 1` of level
+//! `n - 1`, which are requested the same way, down to the source files (level 0, decoded on
+//! each request). Every slice generated on the way is stored in both tiers.
+//!
+//! Whole-level requests ([`Pyramid::volume`], [`Pyramid::section`], [`Pyramid::export_ctharvester`])
+//! on a level that is not fully stored run the streaming builder ([`crate::stream_levels`]) once
+//! over the sources, storing every slice of every level up to the one asked for: each source
+//! byte is read once and memory stays bounded by a few source slices per decoder thread.
+//!
+//! # Concurrency
+//! [`Pyramid`] is `Send + Sync` and cheap to clone (clones share everything). Concurrent
+//! requests for the same missing slice, or the same missing level, compute it once
+//! (single-flight); no lock is held while a kernel runs. On a rayon worker thread a request never
+//! blocks on another one's work (it computes on its own instead), which keeps calls from inside
+//! `par_iter` free of deadlocks. Kernels run on the pool given to
+//! [`PyramidBuilder::with_thread_pool`], else on the caller's current pool; lodcache never
+//! configures the global pool. Source files are decoded on the calling thread (lazy requests)
+//! or on the streaming builder's own I/O threads (whole levels).
+
+mod flight;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use flight::{Flights, Role};
+
+use crate::cascade::{StreamOptions, stream_levels};
+use crate::codec::{self, FilterChoice};
+use crate::error::{Error, Result};
+use crate::export::{self, ExportReport};
+use crate::geometry::{LevelInfo, LevelRule, SliceKey};
+use crate::slice::{Pixels, SampleType, Slice};
+use crate::source::{Stack, StackPattern};
+use crate::store::{
+    Blob, Counter, DiskOptions, DiskStats, DiskStore, Manifest, MemoryStats, MemoryStore,
+    default_cache_dir,
+};
+
+/// Default memory budget: 512 MiB of compressed blobs.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 512 << 20;
+
+/// Blobs waiting for the storing thread during a streaming build.
+const STORE_QUEUE: usize = 8;
+
+/// An axis of a level's volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Axis {
+    /// Columns: a section at fixed `x` is a YZ plane (`height` wide, `depth` tall).
+    X,
+    /// Rows: a section at fixed `y` is an XZ plane (`width` wide, `depth` tall).
+    Y,
+    /// Slices: a section at fixed `z` is the slice itself.
+    Z,
+}
+
+/// A whole level: `depth` slices of `width` x `height`, z-major (slice after slice, each
+/// row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    info: LevelInfo,
+    pixels: Pixels,
+}
+
+impl Volume {
+    /// The level's size and sample type.
+    pub fn info(&self) -> LevelInfo {
+        self.info
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.info.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.info.height
+    }
+
+    /// Number of slices.
+    pub fn depth(&self) -> u32 {
+        self.info.depth
+    }
+
+    /// The samples, z-major.
+    pub fn pixels(&self) -> &Pixels {
+        &self.pixels
+    }
+
+    /// Takes the samples out.
+    pub fn into_pixels(self) -> Pixels {
+        self.pixels
+    }
+
+    /// A copy of slice `z`, or `None` outside `0..depth`.
+    pub fn slice(&self, z: u32) -> Option<Slice> {
+        if z >= self.info.depth {
+            return None;
+        }
+        let n = self.info.slice_bytes();
+        let bytes = &self.pixels.as_bytes()[z as usize * n..][..n];
+        let mut s = Slice::zeroed(self.info.width, self.info.height, self.info.sample_type);
+        s.pixels_mut().as_bytes_mut().copy_from_slice(bytes);
+        Some(s)
+    }
+}
+
+/// What a pyramid has done so far.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PyramidStats {
+    /// The memory tier's counters.
+    pub memory: MemoryStats,
+    /// The disk tier's counters.
+    pub disk: DiskStats,
+    /// Blobs generated (lazily or by a streaming build).
+    pub generated: u64,
+    /// Requests that waited for another request's generation instead of repeating it.
+    pub coalesced: u64,
+    /// Streaming builds run (whole-level requests on levels not fully stored).
+    pub stream_builds: u64,
+    /// Source slices decoded.
+    pub source_slices: u64,
+    /// Bytes of source files read.
+    pub source_bytes: u64,
+    /// Time spent generating (decoding sources, reducing, encoding, storing), summed over
+    /// threads.
+    pub generating: Duration,
+    /// Requests per level so far (index = level).
+    pub requests: Vec<u64>,
+}
+
+/// Settings of a [`Pyramid`]; see [`Pyramid::builder`].
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct PyramidBuilder {
+    dir: PathBuf,
+    pattern: Option<StackPattern>,
+    cache_dir: Option<PathBuf>,
+    disk_cache: bool,
+    memory_budget: u64,
+    disk_budget: u64,
+    rule: LevelRule,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    decode_threads: Option<usize>,
+}
+
+impl PyramidBuilder {
+    /// Reads the stack with an explicit file-name pattern instead of detecting it.
+    /// Default: detection (see [`crate::source`]).
+    pub fn with_pattern(mut self, pattern: StackPattern) -> Self {
+        self.pattern = Some(pattern);
+        self
+    }
+
+    /// The cache folder. Default: `<stack>/.lodcache`, or a per-user folder when the stack
+    /// folder is read-only ([`default_cache_dir`]).
+    pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Whether to keep blobs on disk at all (`false`: memory only, nothing written).
+    /// Default: `true`.
+    pub fn with_disk_cache(mut self, enabled: bool) -> Self {
+        self.disk_cache = enabled;
+        self
+    }
+
+    /// Bytes of compressed blobs kept in memory. Default: [`DEFAULT_MEMORY_BUDGET`] (512 MiB).
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// Bytes of blobs kept on disk. Default: `u64::MAX` (unbounded; a full pyramid of a
+    /// 16-bit stack takes at most a seventh of the source's raw size).
+    pub fn with_disk_budget(mut self, bytes: u64) -> Self {
+        self.disk_budget = bytes;
+        self
+    }
+
+    /// Levels are made while the larger side exceeds `edge` pixels. Default: 500.
+    pub fn with_edge(mut self, edge: u32) -> Self {
+        self.rule.edge = edge;
+        self
+    }
+
+    /// The whole level rule (edge and optional cap on the level count).
+    /// Default: [`LevelRule::default`].
+    pub fn with_level_rule(mut self, rule: LevelRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// The rayon pool kernels run on. Default: the caller's current pool.
+    pub fn with_thread_pool(mut self, pool: Arc<rayon::ThreadPool>) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Decoder threads of streaming builds. Default: 2, or 1 on a one-core machine.
+    pub fn with_decode_threads(mut self, threads: usize) -> Self {
+        self.decode_threads = Some(threads);
+        self
+    }
+
+    /// Opens the stack and the cache folder.
+    ///
+    /// # Errors
+    /// The stack's errors ([`Error::StackNotFound`], [`Error::NoImages`], decoding errors of
+    /// the first slice), [`Error::InvalidArgument`] for an edge of 0 or 0 decoder threads, and
+    /// [`Error::Io`] when a source file cannot be stat'ed. A cache folder that cannot be used
+    /// is not an error: the pyramid caches in memory only and says so in
+    /// [`Pyramid::warnings`].
+    pub fn build(self) -> Result<Pyramid> {
+        if self.rule.edge == 0 {
+            return Err(Error::invalid("level edge", "0; it must be at least 1"));
+        }
+        if self.decode_threads == Some(0) {
+            return Err(Error::invalid("decode threads", "0; it must be at least 1"));
+        }
+        let stack = match &self.pattern {
+            Some(p) => Stack::open_pattern(&self.dir, p)?,
+            None => Stack::open(&self.dir)?,
+        };
+        let levels = stack.levels(&self.rule)?;
+        let disk = if self.disk_cache {
+            let dir = self
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| default_cache_dir(&self.dir));
+            let manifest = Manifest::of(&stack, &self.rule)?;
+            let options = DiskOptions::new(dir).with_budget(self.disk_budget);
+            DiskStore::open(&options, &manifest, &levels)
+        } else {
+            DiskStore::disabled()
+        };
+        let mut stream = StreamOptions {
+            rule: self.rule,
+            ..StreamOptions::default()
+        };
+        if let Some(t) = self.decode_threads {
+            stream.decode_threads = t;
+        }
+        let requests = levels.iter().map(|_| Counter::default()).collect();
+        Ok(Pyramid {
+            inner: Arc::new(Inner {
+                memory: MemoryStore::new(self.memory_budget),
+                disk,
+                stack,
+                levels,
+                stream,
+                pool: self.pool,
+                slices: Flights::default(),
+                streams: Flights::default(),
+                counters: Counters {
+                    requests,
+                    ..Counters::default()
+                },
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    generated: Counter,
+    coalesced: Counter,
+    stream_builds: Counter,
+    source_slices: Counter,
+    source_bytes: Counter,
+    generating_ns: Counter,
+    requests: Vec<Counter>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    stack: Stack,
+    levels: Vec<LevelInfo>,
+    stream: StreamOptions,
+    memory: MemoryStore,
+    disk: DiskStore,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    slices: Flights<SliceKey, Arc<Slice>>,
+    streams: Flights<u32, ()>,
+    counters: Counters,
+}
+
+/// A CT stack's level-of-detail pyramid, computed on demand and cached. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Pyramid {
+    inner: Arc<Inner>,
+}
+
+impl Pyramid {
+    /// Settings for the stack in folder `dir`; finish with [`PyramidBuilder::build`].
+    pub fn builder(dir: impl AsRef<Path>) -> PyramidBuilder {
+        PyramidBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            pattern: None,
+            cache_dir: None,
+            disk_cache: true,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            disk_budget: u64::MAX,
+            rule: LevelRule::default(),
+            pool: None,
+            decode_threads: None,
+        }
+    }
+
+    /// The pyramid of the stack in `dir` with every default.
+    ///
+    /// # Errors
+    /// As [`PyramidBuilder::build`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Pyramid> {
+        Pyramid::builder(dir).build()
+    }
+
+    /// Every level, level 0 (the source) first.
+    pub fn levels(&self) -> &[LevelInfo] {
+        &self.inner.levels
+    }
+
+    /// The source stack.
+    pub fn stack(&self) -> &Stack {
+        &self.inner.stack
+    }
+
+    /// The memory tier.
+    pub fn memory(&self) -> &MemoryStore {
+        &self.inner.memory
+    }
+
+    /// The disk tier.
+    pub fn disk(&self) -> &DiskStore {
+        &self.inner.disk
+    }
+
+    /// Warnings about the cache (read-only or unusable folder, damaged blobs found).
+    pub fn warnings(&self) -> Vec<String> {
+        self.inner.disk.warnings()
+    }
+
+    fn level(&self, level: u32) -> Result<LevelInfo> {
+        let levels = &self.inner.levels;
+        levels.get(level as usize).copied().ok_or_else(|| {
+            Error::invalid(
+                "level",
+                format!("{level}; this pyramid has levels 0..={}", levels.len() - 1),
+            )
+        })
+    }
+
+    fn check_z(info: &LevelInfo, z: u32) -> Result<()> {
+        if z >= info.depth {
+            return Err(Error::invalid(
+                "slice index",
+                format!("{z} at level {}; valid: 0..={}", info.level, info.depth - 1),
+            ));
+        }
+        Ok(())
+    }
+
+    fn count_request(&self, level: u32) {
+        if let Some(c) = self.inner.counters.requests.get(level as usize) {
+            c.incr();
+        }
+    }
+
+    /// Slice `z` of `level`: level 0 is decoded from its source file, other levels come from
+    /// the tiers or are generated (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the valid range when `level` or `z` is out of range;
+    /// decoding errors of the source files involved, naming the file.
+    pub fn slice(&self, level: u32, z: u32) -> Result<Slice> {
+        let info = self.level(level)?;
+        Self::check_z(&info, z)?;
+        self.count_request(level);
+        if level == 0 {
+            return self.read_source(z);
+        }
+        self.level_slice(SliceKey::new(level, z))
+            .map(|s| Arc::try_unwrap(s).unwrap_or_else(|shared| (*shared).clone()))
+    }
+
+    /// The `width` x `height` rectangle at (`x`, `y`) of slice `z` of `level`.
+    ///
+    /// # Errors
+    /// As [`Pyramid::slice`], and [`Error::InvalidArgument`] when the rectangle is empty or
+    /// leaves the slice.
+    pub fn region(
+        &self,
+        level: u32,
+        z: u32,
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+    ) -> Result<Slice> {
+        let info = self.level(level)?;
+        let fits = |start: u32, len: u32, size: u32| {
+            len > 0 && start.checked_add(len).is_some_and(|end| end <= size)
+        };
+        if !fits(x, width, info.width) || !fits(y, height, info.height) {
+            return Err(Error::invalid(
+                "region",
+                format!(
+                    "{width} x {height} at ({x}, {y}) at level {level}; the level is {} x {} and \
+                     the region must be non-empty and inside it",
+                    info.width, info.height
+                ),
+            ));
+        }
+        let whole = self.slice(level, z)?;
+        let s = info.sample_type.bytes();
+        let src = whole.pixels().as_bytes();
+        let mut out = Slice::zeroed(width, height, info.sample_type);
+        let row = width as usize * s;
+        for (r, dst) in out
+            .pixels_mut()
+            .as_bytes_mut()
+            .chunks_exact_mut(row)
+            .enumerate()
+        {
+            let start = ((y as usize + r) * info.width as usize + x as usize) * s;
+            dst.copy_from_slice(&src[start..start + row]);
+        }
+        Ok(out)
+    }
+
+    /// The whole of `level`, z-major. A level not fully stored yet is built in one streaming
+    /// pass over the sources, which stores every slice of it and of the levels below it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a level out of range; decoding errors naming the file.
+    pub fn volume(&self, level: u32) -> Result<Volume> {
+        let info = self.level(level)?;
+        self.count_request(level);
+        let n = info.slice_bytes();
+        let mut pixels = Pixels::zeroed(info.sample_type, info.slice_len() * info.depth as usize);
+        {
+            let bytes = pixels.as_bytes_mut();
+            self.each_slice(&[level], &mut |_, z, s| {
+                bytes[z as usize * n..][..n].copy_from_slice(s.pixels().as_bytes());
+                Ok(())
+            })?;
+        }
+        Ok(Volume { info, pixels })
+    }
+
+    /// The plane of `level` at `index` across `axis`: for [`Axis::Y`] the XZ plane of row
+    /// `index` (`width` x `depth`), for [`Axis::X`] the YZ plane of column `index`
+    /// (`height` x `depth`), for [`Axis::Z`] slice `index`. Row `z` of the result is slice `z`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the valid range when `level` or `index` is out of
+    /// range; decoding errors naming the file.
+    pub fn section(&self, level: u32, axis: Axis, index: u32) -> Result<Slice> {
+        let info = self.level(level)?;
+        let (extent, out_w) = match axis {
+            Axis::X => (info.width, info.height),
+            Axis::Y => (info.height, info.width),
+            Axis::Z => return self.slice(level, index),
+        };
+        if index >= extent {
+            return Err(Error::invalid(
+                "section index",
+                format!(
+                    "{index} across {axis:?} at level {level}; valid: 0..={}",
+                    extent - 1
+                ),
+            ));
+        }
+        self.count_request(level);
+        let s = info.sample_type.bytes();
+        let row = out_w as usize * s;
+        let w = info.width as usize;
+        let mut out = Slice::zeroed(out_w, info.depth, info.sample_type);
+        {
+            let dst = out.pixels_mut().as_bytes_mut();
+            self.each_slice(&[level], &mut |_, z, slice| {
+                let src = slice.pixels().as_bytes();
+                let line = &mut dst[z as usize * row..][..row];
+                match axis {
+                    Axis::Y => {
+                        line.copy_from_slice(&src[index as usize * w * s..][..row]);
+                    }
+                    _ => {
+                        for (y, px) in line.chunks_exact_mut(s).enumerate() {
+                            let at = (y * w + index as usize) * s;
+                            px.copy_from_slice(&src[at..at + s]);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Writes `levels` (all levels >= 1 when `None`) in CTHarvester's layout under `out`
+    /// (`out/<n>/<i:06>.tif`), reading through the cache: stored slices are served from it and
+    /// missing ones are built and stored on the way. Level folders already in `out` are
+    /// replaced only after the whole export succeeded.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a level outside `1..` the pyramid's last level; decoding
+    /// errors naming the source file; [`Error::Io`]/[`Error::Encode`] naming the file that
+    /// could not be written. On error `out` is left as it was.
+    pub fn export_ctharvester(&self, out: &Path, levels: Option<&[u32]>) -> Result<ExportReport> {
+        let wanted = export::wanted_levels(&self.inner.stack, &self.inner.stream.rule, levels)?;
+        for &l in &wanted {
+            self.count_request(l);
+        }
+        let before = self.stats();
+        let (files, bytes) = export::write_ctharvester(out, &wanted, |sink| {
+            self.each_slice(&wanted, &mut |level, z, slice| sink(level, z, slice))
+        })?;
+        let after = self.stats();
+        Ok(ExportReport {
+            levels: wanted
+                .iter()
+                .map(|&l| self.inner.levels[l as usize])
+                .collect(),
+            files,
+            bytes,
+            source_bytes: after.source_bytes - before.source_bytes,
+            stream: None,
+        })
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> PyramidStats {
+        let c = &self.inner.counters;
+        PyramidStats {
+            memory: self.inner.memory.stats(),
+            disk: self.inner.disk.stats(),
+            generated: c.generated.get(),
+            coalesced: c.coalesced.get(),
+            stream_builds: c.stream_builds.get(),
+            source_slices: c.source_slices.get(),
+            source_bytes: c.source_bytes.get(),
+            generating: Duration::from_nanos(c.generating_ns.get()),
+            requests: c.requests.iter().map(Counter::get).collect(),
+        }
+    }
+
+    fn read_source(&self, z: u32) -> Result<Slice> {
+        let mut reader = self.inner.stack.reader();
+        let mut out = Slice::zeroed(0, 0, self.inner.stack.info().sample_type);
+        reader.read_into(z, &mut out)?;
+        self.inner.counters.source_slices.incr();
+        self.inner.counters.source_bytes.add(reader.bytes_read());
+        Ok(out)
+    }
+
+    /// Decodes `blob` as `key`; a blob that fails is dropped from both tiers and counted.
+    fn decode(&self, key: SliceKey, blob: &Blob) -> Option<Slice> {
+        let info = &self.inner.levels[key.level as usize];
+        match codec::decode(blob, info, key.z) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.inner.memory.remove(key);
+                self.inner.disk.report_corrupt(key, &e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The stored slice of `key` from memory, else from disk (promoted to memory).
+    fn stored(&self, key: SliceKey) -> Option<Slice> {
+        if let Some(blob) = self.inner.memory.get(key)
+            && let Some(s) = self.decode(key, &blob)
+        {
+            return Some(s);
+        }
+        let blob = self.inner.disk.get(key)?;
+        let slice = self.decode(key, &blob)?;
+        self.inner.memory.insert(key, blob);
+        Some(slice)
+    }
+
+    /// A slice of level >= 1: stored, or generated once however many threads ask at once.
+    fn level_slice(&self, key: SliceKey) -> Result<Arc<Slice>> {
+        if let Some(s) = self.stored(key) {
+            return Ok(Arc::new(s));
+        }
+        let (result, role) = self.inner.slices.join(key, || {
+            // It may have been stored between our miss and our flight.
+            if let Some(blob) = self.inner.memory.peek(key)
+                && let Some(s) = self.decode(key, &blob)
+            {
+                return Ok(Arc::new(s));
+            }
+            self.generate(key).map(Arc::new)
+        });
+        if role == Role::Waited {
+            self.inner.counters.coalesced.incr();
+        }
+        result
+    }
+
+    /// A slice of `level` (0: decoded from its file) for generating the level above.
+    fn child(&self, level: u32, z: u32) -> Result<Arc<Slice>> {
+        if level == 0 {
+            self.read_source(z).map(Arc::new)
+        } else {
+            self.level_slice(SliceKey::new(level, z))
+        }
+    }
+
+    fn generate(&self, key: SliceKey) -> Result<Slice> {
+        let below = self.inner.levels[key.level as usize - 1];
+        let a = self.child(below.level, 2 * key.z)?;
+        let b = if 2 * key.z + 1 < below.depth {
+            Some(self.child(below.level, 2 * key.z + 1)?)
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let mut out = Slice::zeroed(0, 0, below.sample_type);
+        self.in_pool(|| crate::kernel::reduce_slices(&a, b.as_deref(), &mut out))?;
+        self.store(key, &out);
+        self.inner
+            .counters
+            .generating_ns
+            .add(started.elapsed().as_nanos() as u64);
+        Ok(out)
+    }
+
+    /// Encodes `slice` and keeps it in both tiers. A failed disk write is counted and warned
+    /// about by the disk tier; serving goes on from memory.
+    fn store(&self, key: SliceKey, slice: &Slice) {
+        let blob: Blob = codec::encode(slice, key, FilterChoice::Auto).into();
+        let _ = self.inner.disk.put(key, &blob);
+        self.inner.memory.insert(key, blob);
+        self.inner.counters.generated.incr();
+    }
+
+    fn in_pool<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        match &self.inner.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+
+    fn fully_stored(&self, level: u32) -> bool {
+        let info = self.inner.levels[level as usize];
+        (0..info.depth).all(|z| {
+            let key = SliceKey::new(level, z);
+            self.inner.memory.contains(key) || self.inner.disk.contains(key)
+        })
+    }
+
+    /// Hands every slice of each level in `wanted` (sorted) to `f`: levels >= 1 from the tiers
+    /// when they are fully stored, else from one streaming build that stores what it makes
+    /// (in completion order); then level 0, if wanted, decoded from the sources in z order.
+    fn each_slice(&self, wanted: &[u32], f: &mut SliceSink<'_>) -> Result<()> {
+        let upper: Vec<u32> = wanted.iter().copied().filter(|&l| l > 0).collect();
+        let mut served = upper.is_empty();
+        if let Some(&top) = upper.last()
+            && !upper.iter().all(|&l| self.fully_stored(l))
+        {
+            let (built, role) = self
+                .inner
+                .streams
+                .join(top, || self.stream_build(top, &upper, f));
+            // A build we ran handed every slice to f; one we waited for stored them.
+            if role != Role::Waited {
+                built?;
+                served = true;
+            }
+        }
+        if !served {
+            for &level in &upper {
+                for z in 0..self.inner.levels[level as usize].depth {
+                    f(level, z, &*self.level_slice(SliceKey::new(level, z))?)?;
+                }
+            }
+        }
+        if wanted.first() == Some(&0) {
+            let mut reader = self.inner.stack.reader();
+            let mut source = Slice::zeroed(0, 0, self.sample_type());
+            let result = (0..self.inner.stack.depth()).try_for_each(|z| {
+                reader.read_into(z, &mut source)?;
+                self.inner.counters.source_slices.incr();
+                f(0, z, &source)
+            });
+            self.inner.counters.source_bytes.add(reader.bytes_read());
+            result?;
+        }
+        Ok(())
+    }
+
+    /// One streaming pass up to level `top`: every produced slice not stored yet is encoded
+    /// and stored on a separate thread; slices of the `wanted` levels also go to `f`.
+    fn stream_build(&self, top: u32, wanted: &[u32], f: &mut SliceSink<'_>) -> Result<()> {
+        self.inner.counters.stream_builds.incr();
+        let started = Instant::now();
+        let options = StreamOptions {
+            max_level: Some(top),
+            ..self.inner.stream.clone()
+        };
+        let streamed = std::thread::scope(|scope| {
+            let (to_store, jobs) = mpsc::sync_channel::<(SliceKey, Slice)>(STORE_QUEUE);
+            let (recycle, spare) = mpsc::channel::<Slice>();
+            scope.spawn(move || {
+                for (key, slice) in jobs {
+                    self.store(key, &slice);
+                    let _ = recycle.send(slice);
+                }
+            });
+            self.in_pool(move || {
+                stream_levels(&self.inner.stack, &options, move |level, z, slice| {
+                    let key = SliceKey::new(level, z);
+                    if !(self.inner.memory.contains(key) || self.inner.disk.contains(key)) {
+                        let mut copy = spare
+                            .try_recv()
+                            .unwrap_or_else(|_| Slice::zeroed(0, 0, slice.sample_type()));
+                        copy.reshape(slice.width(), slice.height(), slice.sample_type());
+                        copy.pixels_mut()
+                            .as_bytes_mut()
+                            .copy_from_slice(slice.pixels().as_bytes());
+                        // The storing thread runs until this sender is dropped.
+                        let _ = to_store.send((key, copy));
+                    }
+                    if wanted.contains(&level) {
+                        f(level, z, slice)?;
+                    }
+                    Ok(())
+                })
+            })
+        })?;
+        self.inner
+            .counters
+            .source_slices
+            .add(streamed.source_slices);
+        self.inner.counters.source_bytes.add(streamed.source_bytes);
+        self.inner
+            .counters
+            .generating_ns
+            .add(started.elapsed().as_nanos() as u64);
+        Ok(())
+    }
+
+    /// The sample type of every level (the source's).
+    pub fn sample_type(&self) -> SampleType {
+        self.inner.stack.info().sample_type
+    }
+}
+
+/// Receives the slices of a whole-level request: `(level, z, slice)`.
+type SliceSink<'a> = dyn FnMut(u32, u32, &Slice) -> Result<()> + Send + 'a;
