@@ -53,7 +53,7 @@ impl Fixture {
         reduce_2x2x2(&samples(&a), Some(&samples(&b)), n, n, &mut dst);
         let slice = Slice::new(level.width, level.height, Pixels::U16(dst)).expect("slice");
 
-        let blob: Blob = encode(&slice, KEY, FilterChoice::Auto).into();
+        let blob: Blob = encode(&slice, KEY, FilterChoice::Auto);
         let memory = MemoryStore::new(64 << 20);
         memory.insert(KEY, Arc::clone(&blob));
         let manifest = Manifest::of(&stack, &rule).expect("manifest");

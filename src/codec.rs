@@ -7,7 +7,7 @@
 //! |---:|---:|---|
 //! | 0 | 4 | magic `LODb` |
 //! | 4 | 2 | format version ([`FORMAT_VERSION`]) |
-//! | 6 | 1 | compression: 0 stored, 1 LZ4 block |
+//! | 6 | 1 | compression: 0 stored, 1 one LZ4 block, 2 byte planes |
 //! | 7 | 1 | filter: 0 none, 1 byte-shuffle |
 //! | 8 | 1 | sample type: 1 u8, 2 u16, 3 f32 |
 //! | 9 | 3 | zero |
@@ -22,8 +22,15 @@
 //! The **byte-shuffle** filter stores the most significant byte of every sample first, then the
 //! next, down to the least significant (for 16-bit samples: all high bytes, then all low bytes).
 //! CT noise lives in the low bytes while the high bytes repeat, so LZ4 finds long matches in the
-//! first half. The encoder picks the filter per blob by compressing samples of the slice both
-//! ways, and stores the samples uncompressed when LZ4 would not make them smaller.
+//! high plane and next to nothing in the low one. A shuffled payload therefore keeps each plane
+//! apart (compression 2): a table of one entry per plane, most significant first, of
+//! `mode: u8` (0 stored, 1 LZ4 block) and `length: u32`, then the planes' bytes in that order.
+//! A plane that LZ4 would not shrink by 5% is stored, which saves both the encoder's time on
+//! noise and the decoder's (a stored plane is read in place).
+//!
+//! The encoder picks per blob: it compresses a few windows of the slice as they are and plane
+//! by plane, and keeps whichever is smaller ([`FilterChoice::Auto`]); 8-bit slices are never
+//! shuffled. Samples LZ4 cannot shrink at all are stored uncompressed (compression 0).
 //!
 //! # Checking
 //! [`decode`] checks the magic first, then the version, then every field against the level and
@@ -35,12 +42,14 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 
 use lz4_flex::block::{CompressTable, compress_into_with_table, get_maximum_output_size};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::geometry::{LevelInfo, SliceKey};
 use crate::slice::{SampleType, Slice};
+use crate::store::Blob;
 
 /// Version of the blob layout. A cache written with another version is discarded on open.
 pub const FORMAT_VERSION: u16 = 1;
@@ -52,9 +61,9 @@ const MAGIC: [u8; 4] = *b"LODb";
 /// Bytes covered by the checksum's header part.
 const CHECKED_HEADER: usize = 44;
 /// Samples of the slice compressed both ways to choose the filter: this many windows ...
-const PROBE_WINDOWS: usize = 4;
+const PROBE_WINDOWS: usize = 3;
 /// ... of this many bytes each.
-const PROBE_BYTES: usize = 16 << 10;
+const PROBE_BYTES: usize = 8 << 10;
 
 /// How a blob's samples were compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +73,9 @@ pub enum Compression {
     Stored,
     /// One LZ4 block (lz4_flex's block format).
     Lz4,
+    /// Byte planes (after [`Filter::Shuffle`]), each an LZ4 block or stored raw, behind a
+    /// table of one `(mode: u8, length: u32)` entry per plane.
+    Planes,
 }
 
 impl TryFrom<u8> for Compression {
@@ -72,6 +84,7 @@ impl TryFrom<u8> for Compression {
         match b {
             0 => Ok(Compression::Stored),
             1 => Ok(Compression::Lz4),
+            2 => Ok(Compression::Planes),
             other => Err(other),
         }
     }
@@ -82,6 +95,7 @@ impl From<Compression> for u8 {
         match c {
             Compression::Stored => 0,
             Compression::Lz4 => 1,
+            Compression::Planes => 2,
         }
     }
 }
@@ -242,11 +256,20 @@ impl BlobHeader {
     }
 }
 
-/// Per-thread reusable buffers: the shuffled copy and LZ4's hash table.
+/// Per-thread reusable buffers: LZ4's hash table, the probe's buffers and the output.
 #[derive(Default)]
 struct Scratch {
-    shuffled: Vec<u8>,
     table: Option<CompressTable>,
+    probe: Vec<u8>,
+    probe_out: Vec<u8>,
+    out: Vec<u8>,
+    planes: Vec<u8>,
+}
+
+impl Scratch {
+    fn table(&mut self) -> &mut CompressTable {
+        self.table.get_or_insert_with(CompressTable::large)
+    }
 }
 
 thread_local! {
@@ -257,135 +280,245 @@ thread_local! {
 /// significant plane first.
 fn shuffle(src: &[u8], size: usize, dst: &mut [u8]) {
     let n = src.len() / size;
-    match size {
-        2 => {
-            let (hi, lo) = dst.split_at_mut(n);
-            for ((pair, h), l) in src.chunks_exact(2).zip(hi).zip(lo) {
-                *l = pair[0];
-                *h = pair[1];
-            }
+    if size == 2
+        && let Ok(samples) = bytemuck::try_cast_slice::<u8, u16>(src)
+    {
+        let (hi, lo) = dst.split_at_mut(n);
+        for ((v, h), l) in samples.iter().zip(hi).zip(lo) {
+            let [low, high] = v.to_le_bytes();
+            *h = high;
+            *l = low;
         }
-        _ => {
-            for (plane, out) in dst.chunks_exact_mut(n.max(1)).take(size).enumerate() {
-                let byte = size - 1 - plane;
-                for (o, sample) in out.iter_mut().zip(src.chunks_exact(size)) {
-                    *o = sample[byte];
-                }
-            }
+        return;
+    }
+    for (plane, out) in dst.chunks_exact_mut(n.max(1)).take(size).enumerate() {
+        let byte = size - 1 - plane;
+        for (o, sample) in out.iter_mut().zip(src.chunks_exact(size)) {
+            *o = sample[byte];
         }
     }
 }
 
-/// The inverse of [`shuffle`].
-fn unshuffle(src: &[u8], size: usize, dst: &mut [u8]) {
-    let n = dst.len() / size;
-    match size {
-        2 => {
-            let (hi, lo) = src.split_at(n);
-            for ((pair, h), l) in dst.chunks_exact_mut(2).zip(hi).zip(lo) {
-                pair[0] = *l;
-                pair[1] = *h;
-            }
+/// The inverse of [`shuffle`], reading each plane from wherever it lies.
+fn unshuffle(planes: &[&[u8]], dst: &mut [u8]) {
+    let size = planes.len();
+    if size == 2
+        && let Ok(samples) = bytemuck::try_cast_slice_mut::<u8, u16>(dst)
+    {
+        for ((v, h), l) in samples.iter_mut().zip(planes[0]).zip(planes[1]) {
+            *v = u16::from_le_bytes([*l, *h]);
         }
-        _ => {
-            for (plane, input) in src.chunks_exact(n.max(1)).take(size).enumerate() {
-                let byte = size - 1 - plane;
-                for (i, sample) in input.iter().zip(dst.chunks_exact_mut(size)) {
-                    sample[byte] = *i;
-                }
-            }
+        return;
+    }
+    for (plane, input) in planes.iter().enumerate() {
+        let byte = size - 1 - plane;
+        for (i, sample) in input.iter().zip(dst.chunks_exact_mut(size)) {
+            sample[byte] = *i;
         }
     }
 }
 
+/// LZ4-compressed length of `input` (`usize::MAX` if it could not be compressed).
 fn lz4_len(input: &[u8], out: &mut Vec<u8>, table: &mut CompressTable) -> usize {
     out.resize(get_maximum_output_size(input.len()), 0);
-    // The output is sized by lz4_flex's own bound, so compression cannot run out of room.
     compress_into_with_table(input, out, table).unwrap_or(usize::MAX)
 }
 
-/// Whether shuffling `raw` (samples of `size` bytes) helps LZ4, judged on a few windows.
-fn shuffle_helps(raw: &[u8], size: usize, scratch: &mut Scratch) -> bool {
-    let window = PROBE_BYTES - PROBE_BYTES % size;
-    if raw.len() <= window {
-        return probe_window(raw, size, scratch);
-    }
-    let step = (raw.len() - window) / (PROBE_WINDOWS - 1);
-    let mut votes = 0i64;
-    for w in 0..PROBE_WINDOWS {
-        let start = (w * step) / size * size;
-        let part = &raw[start..start + window];
-        votes += if probe_window(part, size, scratch) {
-            1
-        } else {
-            -1
-        };
-    }
-    votes > 0
+/// Sizes estimated on a few windows of the slice: LZ4 over the samples as they are, and over
+/// each byte plane (a plane that LZ4 would not shrink counts at its raw size).
+struct Estimate {
+    plain: usize,
+    planes: [usize; 4],
+    plane_raw: usize,
 }
 
-fn probe_window(part: &[u8], size: usize, scratch: &mut Scratch) -> bool {
-    let mut shuffled = vec![0; part.len()];
-    shuffle(part, size, &mut shuffled);
-    let table = scratch.table.get_or_insert_with(CompressTable::large);
-    let mut out = std::mem::take(&mut scratch.shuffled);
-    let plain = lz4_len(part, &mut out, table);
-    let filtered = lz4_len(&shuffled, &mut out, table);
-    scratch.shuffled = out;
-    filtered < plain
+fn estimate(raw: &[u8], size: usize, scratch: &mut Scratch, with_plain: bool) -> Estimate {
+    let window = (PROBE_BYTES / size) * size;
+    let windows: Vec<&[u8]> = if raw.len() <= window * PROBE_WINDOWS {
+        vec![raw]
+    } else {
+        let step = (raw.len() - window) / (PROBE_WINDOWS - 1) / size * size;
+        (0..PROBE_WINDOWS)
+            .map(|w| &raw[w * step..w * step + window])
+            .collect()
+    };
+    let mut est = Estimate {
+        plain: 0,
+        planes: [0; 4],
+        plane_raw: 0,
+    };
+    let mut probe = std::mem::take(&mut scratch.probe);
+    let mut out = std::mem::take(&mut scratch.probe_out);
+    for part in windows {
+        if with_plain {
+            est.plain += lz4_len(part, &mut out, scratch.table());
+        }
+        probe.resize(part.len(), 0);
+        shuffle(part, size, &mut probe);
+        let n = part.len() / size;
+        est.plane_raw += n;
+        for (p, plane) in probe.chunks_exact(n).enumerate() {
+            est.planes[p] += lz4_len(plane, &mut out, scratch.table()).min(n);
+        }
+    }
+    scratch.probe = probe;
+    scratch.probe_out = out;
+    est
 }
 
-/// Encodes `slice` as the blob of `key`, choosing the filter as `choice` says.
-pub fn encode(slice: &Slice, key: SliceKey, choice: FilterChoice) -> Vec<u8> {
+/// A plane is compressed when the probe says LZ4 saves at least this fraction of it.
+const PLANE_MIN_SAVING: f64 = 0.05;
+
+/// Samples made ready for compression: filtered (for [`Filter::Shuffle`], the byte planes),
+/// with the per-plane choice already made. Lets a caller do the copy on one thread and the
+/// compression on another.
+#[derive(Debug)]
+pub struct Prepared {
+    key: SliceKey,
+    width: u32,
+    height: u32,
+    sample_type: SampleType,
+    filter: Filter,
+    compress_plane: [bool; 4],
+    data: Vec<u8>,
+}
+
+/// Filters `slice` into `buf` (reusing its allocation) as the blob of `key`, choosing the
+/// filter as `choice` says.
+pub fn prepare(slice: &Slice, key: SliceKey, choice: FilterChoice, mut buf: Vec<u8>) -> Prepared {
     let raw = slice.pixels().as_bytes();
     let size = slice.sample_type().bytes();
-    SCRATCH.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let scratch = &mut *guard;
-        let filter = match choice {
-            _ if size == 1 => Filter::None,
-            FilterChoice::None => Filter::None,
-            FilterChoice::Shuffle => Filter::Shuffle,
-            FilterChoice::Auto => {
-                if shuffle_helps(raw, size, scratch) {
+    let (filter, compress_plane) = SCRATCH.with(|cell| {
+        let scratch = &mut *cell.borrow_mut();
+        if size == 1 || choice == FilterChoice::None {
+            return (Filter::None, [false; 4]);
+        }
+        let est = estimate(raw, size, scratch, choice == FilterChoice::Auto);
+        let mut planes = [false; 4];
+        let mut shuffled = 0;
+        for (p, keep) in planes.iter_mut().enumerate().take(size) {
+            let saving = 1.0 - est.planes[p] as f64 / est.plane_raw.max(1) as f64;
+            *keep = saving >= PLANE_MIN_SAVING;
+            shuffled += if *keep { est.planes[p] } else { est.plane_raw };
+        }
+        if !planes.iter().any(|&p| p) || (choice == FilterChoice::Auto && est.plain <= shuffled) {
+            (Filter::None, [false; 4])
+        } else {
+            (Filter::Shuffle, planes)
+        }
+    });
+    buf.clear();
+    buf.resize(raw.len(), 0);
+    match filter {
+        Filter::None => buf.copy_from_slice(raw),
+        Filter::Shuffle => shuffle(raw, size, &mut buf),
+    }
+    Prepared {
+        key,
+        width: slice.width(),
+        height: slice.height(),
+        sample_type: slice.sample_type(),
+        filter,
+        compress_plane,
+        data: buf,
+    }
+}
+
+impl Prepared {
+    /// The slice the blob will hold.
+    pub fn key(&self) -> SliceKey {
+        self.key
+    }
+
+    /// Compresses into a finished blob.
+    pub fn compress(&self) -> Blob {
+        SCRATCH.with(|cell| {
+            let scratch = &mut *cell.borrow_mut();
+            let raw_len = self.data.len();
+            let mut out = std::mem::take(&mut scratch.out);
+            let (compression, payload_len) = match self.filter {
+                Filter::None => {
+                    out.resize(HEADER_LEN + get_maximum_output_size(raw_len), 0);
+                    let n = compress_into_with_table(
+                        &self.data,
+                        &mut out[HEADER_LEN..],
+                        scratch.table(),
+                    )
+                    .unwrap_or(usize::MAX);
+                    if n < raw_len {
+                        (Compression::Lz4, n)
+                    } else {
+                        out.truncate(HEADER_LEN);
+                        out.extend_from_slice(&self.data);
+                        (Compression::Stored, raw_len)
+                    }
+                }
+                Filter::Shuffle => {
+                    let size = self.sample_type.bytes();
+                    let n = raw_len / size;
+                    let table_len = 5 * size;
+                    out.resize(HEADER_LEN + table_len, 0);
+                    for (p, plane) in self.data.chunks_exact(n.max(1)).take(size).enumerate() {
+                        let at = out.len();
+                        let mut mode = 0u8;
+                        let mut len = n;
+                        if self.compress_plane[p] {
+                            out.resize(at + get_maximum_output_size(n), 0);
+                            let c =
+                                compress_into_with_table(plane, &mut out[at..], scratch.table())
+                                    .unwrap_or(usize::MAX);
+                            if c < n {
+                                mode = 1;
+                                len = c;
+                            }
+                        }
+                        out.truncate(at + if mode == 1 { len } else { 0 });
+                        if mode == 0 {
+                            out.extend_from_slice(plane);
+                        }
+                        let entry = HEADER_LEN + 5 * p;
+                        out[entry] = mode;
+                        out[entry + 1..entry + 5].copy_from_slice(&(len as u32).to_le_bytes());
+                    }
+                    (Compression::Planes, out.len() - HEADER_LEN)
+                }
+            };
+            out.truncate(HEADER_LEN + payload_len);
+            let header = BlobHeader {
+                key: self.key,
+                width: self.width,
+                height: self.height,
+                sample_type: self.sample_type,
+                compression,
+                filter: if compression == Compression::Planes {
                     Filter::Shuffle
                 } else {
                     Filter::None
-                }
-            }
-        };
-        let input: &[u8] = match filter {
-            Filter::None => raw,
-            Filter::Shuffle => {
-                scratch.shuffled.resize(raw.len(), 0);
-                shuffle(raw, size, &mut scratch.shuffled);
-                &scratch.shuffled
-            }
-        };
-        let mut blob = vec![0u8; HEADER_LEN + get_maximum_output_size(input.len())];
-        let table = scratch.table.get_or_insert_with(CompressTable::large);
-        let compressed = compress_into_with_table(input, &mut blob[HEADER_LEN..], table).ok();
-        let (compression, filter, payload_len) = match compressed {
-            Some(n) if n < raw.len() => (Compression::Lz4, filter, n),
-            _ => {
-                blob[HEADER_LEN..HEADER_LEN + raw.len()].copy_from_slice(raw);
-                (Compression::Stored, Filter::None, raw.len())
-            }
-        };
-        blob.truncate(HEADER_LEN + payload_len);
-        let header = BlobHeader {
-            key,
-            width: slice.width(),
-            height: slice.height(),
-            sample_type: slice.sample_type(),
-            compression,
-            filter,
-            raw_len: raw.len() as u64,
-            payload_len: payload_len as u64,
-        };
-        write_header(&header, &mut blob);
-        blob
-    })
+                },
+                raw_len: raw_len as u64,
+                payload_len: payload_len as u64,
+            };
+            write_header(&header, &mut out);
+            let blob: Blob = Arc::from(&out[..]);
+            scratch.out = out;
+            blob
+        })
+    }
+
+    /// Gives the buffer back for the next [`prepare`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.data
+    }
+}
+
+/// Encodes `slice` as the blob of `key`, choosing the filter as `choice` says.
+pub fn encode(slice: &Slice, key: SliceKey, choice: FilterChoice) -> Blob {
+    let buf = SCRATCH.with(|cell| std::mem::take(&mut cell.borrow_mut().planes));
+    let prepared = prepare(slice, key, choice, buf);
+    let blob = prepared.compress();
+    let buf = prepared.into_buffer();
+    SCRATCH.with(|cell| cell.borrow_mut().planes = buf);
+    blob
 }
 
 fn write_header(h: &BlobHeader, blob: &mut [u8]) {
@@ -429,15 +562,14 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// The first check that fails, as a [`BlobError`].
 pub fn verify(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, BlobError> {
     if blob.len() < 4 || blob[0..4] != MAGIC {
-        let mut found = [0; 4];
-        let n = blob.len().min(4);
-        found[..n].copy_from_slice(&blob[..n]);
         if blob.len() < 4 {
             return Err(BlobError::Truncated {
                 expected: HEADER_LEN as u64,
                 found: blob.len() as u64,
             });
         }
+        let mut found = [0; 4];
+        found.copy_from_slice(&blob[..4]);
         return Err(BlobError::BadMagic { found });
     }
     if blob.len() < HEADER_LEN {
@@ -451,7 +583,7 @@ pub fn verify(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, Blob
         return Err(BlobError::Version { found: version });
     }
     let compression = Compression::try_from(blob[6])
-        .map_err(|b| field("compression", "0 or 1", format!("code {b}")))?;
+        .map_err(|b| field("compression", "0, 1 or 2", format!("code {b}")))?;
     let filter =
         Filter::try_from(blob[7]).map_err(|b| field("filter", "0 or 1", format!("code {b}")))?;
     let sample_type = sample_type_from_code(blob[8]).ok_or_else(|| {
@@ -494,9 +626,13 @@ pub fn verify(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, Blob
             return Err(field(name, expected, found));
         }
     }
-    if filter == Filter::Shuffle && (sample_type.bytes() == 1 || compression == Compression::Stored)
-    {
-        return Err(field("filter", "none", "shuffle"));
+    let shuffled = filter == Filter::Shuffle;
+    if shuffled != (compression == Compression::Planes) || (shuffled && sample_type.bytes() == 1) {
+        return Err(field(
+            "filter",
+            "shuffle exactly with plane compression of multi-byte samples",
+            format!("{filter:?} with {compression:?} of {sample_type}"),
+        ));
     }
     let total = (HEADER_LEN as u64).saturating_add(header.payload_len);
     let found = blob.len() as u64;
@@ -523,6 +659,61 @@ pub fn verify(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, Blob
     Ok(header)
 }
 
+fn lz4_exact(input: &[u8], into: &mut [u8]) -> Result<(), BlobError> {
+    let expected = into.len();
+    match lz4_flex::block::decompress_into(input, into) {
+        Ok(n) if n == expected => Ok(()),
+        Ok(n) => Err(BlobError::Decompress {
+            expected: expected as u64,
+            reason: format!("got {n} bytes"),
+        }),
+        Err(e) => Err(BlobError::Decompress {
+            expected: expected as u64,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Splits a [`Compression::Planes`] payload into `(mode, bytes)` per plane, checking the table.
+fn plane_table(payload: &[u8], size: usize, n: usize) -> Result<Vec<(u8, &[u8])>, BlobError> {
+    let table_len = 5 * size;
+    if payload.len() < table_len {
+        return Err(BlobError::Truncated {
+            expected: table_len as u64,
+            found: payload.len() as u64,
+        });
+    }
+    let mut planes = Vec::with_capacity(size);
+    let mut at = table_len;
+    for p in 0..size {
+        let mode = payload[5 * p];
+        let len = u32_at(payload, 5 * p + 1) as usize;
+        if mode > 1 || (mode == 0 && len != n) {
+            return Err(field(
+                "plane entry",
+                format!("stored {n} bytes or LZ4"),
+                format!("mode {mode}, {len} bytes"),
+            ));
+        }
+        let end = at
+            .checked_add(len)
+            .filter(|&e| e <= payload.len())
+            .ok_or_else(|| {
+                field(
+                    "plane lengths",
+                    payload.len(),
+                    format!("beyond, at plane {p}"),
+                )
+            })?;
+        planes.push((mode, &payload[at..end]));
+        at = end;
+    }
+    if at != payload.len() {
+        return Err(field("plane lengths", payload.len(), at));
+    }
+    Ok(planes)
+}
+
 /// Decodes `blob` as slice `z` of `level` into `out` (reshaped to the level's size; its
 /// allocation is reused when the sample type matches).
 ///
@@ -539,30 +730,31 @@ pub fn decode_into(
     out.reshape(level.width, level.height, level.sample_type);
     let payload = &blob[HEADER_LEN..];
     let dst = out.pixels_mut().as_bytes_mut();
-    let expected = dst.len();
-    let decompress = |into: &mut [u8]| -> Result<(), BlobError> {
-        match lz4_flex::block::decompress_into(payload, into) {
-            Ok(n) if n == expected => Ok(()),
-            Ok(n) => Err(BlobError::Decompress {
-                expected: expected as u64,
-                reason: format!("got {n} bytes"),
-            }),
-            Err(e) => Err(BlobError::Decompress {
-                expected: expected as u64,
-                reason: e.to_string(),
-            }),
+    match header.compression {
+        Compression::Stored => dst.copy_from_slice(payload),
+        Compression::Lz4 => lz4_exact(payload, dst)?,
+        Compression::Planes => {
+            let size = level.sample_type.bytes();
+            let n = dst.len() / size;
+            let table = plane_table(payload, size, n)?;
+            SCRATCH.with(|cell| {
+                let scratch = &mut *cell.borrow_mut();
+                scratch.planes.resize(n * size, 0);
+                let mut decoded = scratch.planes.chunks_exact_mut(n.max(1));
+                let mut planes: Vec<&[u8]> = Vec::with_capacity(size);
+                for (mode, bytes) in table {
+                    let room = decoded.next().unwrap_or_default();
+                    if mode == 0 {
+                        planes.push(bytes);
+                    } else {
+                        lz4_exact(bytes, room)?;
+                        planes.push(room);
+                    }
+                }
+                unshuffle(&planes, dst);
+                Ok::<(), BlobError>(())
+            })?;
         }
-    };
-    match (header.compression, header.filter) {
-        (Compression::Stored, _) => dst.copy_from_slice(payload),
-        (Compression::Lz4, Filter::None) => decompress(dst)?,
-        (Compression::Lz4, Filter::Shuffle) => SCRATCH.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            scratch.shuffled.resize(expected, 0);
-            decompress(&mut scratch.shuffled)?;
-            unshuffle(&scratch.shuffled, level.sample_type.bytes(), dst);
-            Ok::<(), BlobError>(())
-        })?,
     }
     Ok(header)
 }
@@ -632,20 +824,23 @@ mod tests {
         shuffle(&src, 2, &mut dst);
         assert_eq!(dst, [0xA1, 0xA2, 0xA3, 0x01, 0x02, 0x03]);
         let mut back = [0; 6];
-        unshuffle(&dst, 2, &mut back);
+        unshuffle(&[&dst[..3], &dst[3..]], &mut back);
         assert_eq!(back, src);
         let src4 = [1, 2, 3, 4, 5, 6, 7, 8];
         let mut dst4 = [0; 8];
         shuffle(&src4, 4, &mut dst4);
         assert_eq!(dst4, [4, 8, 3, 7, 2, 6, 1, 5]);
         let mut back4 = [0; 8];
-        unshuffle(&dst4, 4, &mut back4);
+        unshuffle(
+            &[&dst4[..2], &dst4[2..4], &dst4[4..6], &dst4[6..]],
+            &mut back4,
+        );
         assert_eq!(back4, src4);
     }
 
     #[test]
     fn auto_shuffles_noisy_16_bit_and_stores_incompressible() {
-        let s = Phantom::new(256, 256, 2).slice(1);
+        let s = Phantom::new(256, 256, 2).with_noise(0.002).slice(1);
         let blob = encode(&s, SliceKey::new(2, 0), FilterChoice::Auto);
         let h = verify(&blob, &level(256, 256, SampleType::U16), 0).unwrap();
         assert_eq!(h.filter, Filter::Shuffle);
@@ -693,7 +888,7 @@ mod tests {
     fn every_flipped_byte_and_every_truncation_is_refused() {
         let s = Phantom::new(40, 30, 2).slice(1);
         let lv = level(40, 30, SampleType::U16);
-        let blob = encode(&s, SliceKey::new(2, 1), FilterChoice::Auto);
+        let blob = encode(&s, SliceKey::new(2, 1), FilterChoice::Auto).to_vec();
         for at in 0..blob.len() {
             for mask in [0x01u8, 0x80, 0xff] {
                 let mut bad = blob.clone();
@@ -736,7 +931,7 @@ mod tests {
         ) {
             let s = Phantom::new(33, 17, 2).with_seed(seed).slice(0);
             let lv = level(33, 17, SampleType::U16);
-            let mut blob = encode(&s, SliceKey::new(2, 0), FilterChoice::Auto);
+            let mut blob = encode(&s, SliceKey::new(2, 0), FilterChoice::Auto).to_vec();
             for (at, mask) in flips {
                 let i = at.index(blob.len());
                 blob[i] ^= mask;

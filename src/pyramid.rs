@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use flight::{Flights, Role};
 
 use crate::cascade::{StreamOptions, stream_levels};
-use crate::codec::{self, FilterChoice};
+use crate::codec::{self, FilterChoice, Prepared};
 use crate::error::{Error, Result};
 use crate::export::{self, ExportReport};
 use crate::geometry::{LevelInfo, LevelRule, SliceKey};
@@ -620,11 +620,27 @@ impl Pyramid {
 
     fn generate(&self, key: SliceKey) -> Result<Slice> {
         let below = self.inner.levels[key.level as usize - 1];
-        let a = self.child(below.level, 2 * key.z)?;
-        let b = if 2 * key.z + 1 < below.depth {
-            Some(self.child(below.level, 2 * key.z + 1)?)
+        let (a, b) = if 2 * key.z + 1 >= below.depth {
+            (self.child(below.level, 2 * key.z)?, None)
+        } else if below.level == 0 {
+            // Two source files: decode them at once, one on a helper thread (plain: decoding
+            // is blocking I/O). Only at the bottom, so one request decodes at most two files
+            // at a time whatever its level.
+            let (a, b) = std::thread::scope(|scope| {
+                let second = scope.spawn(|| self.read_source(2 * key.z + 1));
+                let first = self.read_source(2 * key.z);
+                let second = second.join().unwrap_or_else(|_| {
+                    Err(Error::invalid(
+                        "source decoding",
+                        "the decoding thread panicked",
+                    ))
+                });
+                (first, second)
+            });
+            (Arc::new(a?), Some(Arc::new(b?)))
         } else {
-            None
+            let a = self.child(below.level, 2 * key.z)?;
+            (a, Some(self.child(below.level, 2 * key.z + 1)?))
         };
         let started = Instant::now();
         let mut out = Slice::zeroed(0, 0, below.sample_type);
@@ -637,10 +653,20 @@ impl Pyramid {
         Ok(out)
     }
 
-    /// Encodes `slice` and keeps it in both tiers. A failed disk write is counted and warned
-    /// about by the disk tier; serving goes on from memory.
+    /// Encodes `slice` and keeps it in both tiers.
     fn store(&self, key: SliceKey, slice: &Slice) {
-        let blob: Blob = codec::encode(slice, key, FilterChoice::Auto).into();
+        let blob = codec::encode(slice, key, FilterChoice::Auto);
+        self.keep_blob(key, blob);
+    }
+
+    /// Compresses a prepared slice and keeps it in both tiers.
+    fn keep(&self, prepared: &Prepared) {
+        self.keep_blob(prepared.key(), prepared.compress());
+    }
+
+    /// Keeps `blob` in both tiers. A failed disk write is counted and warned about by the disk
+    /// tier; serving goes on from memory.
+    fn keep_blob(&self, key: SliceKey, blob: Blob) {
         let _ = self.inner.disk.put(key, &blob);
         self.inner.memory.insert(key, blob);
         self.inner.counters.generated.incr();
@@ -711,27 +737,24 @@ impl Pyramid {
             ..self.inner.stream.clone()
         };
         let streamed = std::thread::scope(|scope| {
-            let (to_store, jobs) = mpsc::sync_channel::<(SliceKey, Slice)>(STORE_QUEUE);
-            let (recycle, spare) = mpsc::channel::<Slice>();
+            // The stream's thread filters each new slice into a recycled buffer (the one copy it
+            // needs anyway); the storing thread compresses and writes it.
+            let (to_store, jobs) = mpsc::sync_channel::<Prepared>(STORE_QUEUE);
+            let (recycle, spare) = mpsc::channel::<Vec<u8>>();
             scope.spawn(move || {
-                for (key, slice) in jobs {
-                    self.store(key, &slice);
-                    let _ = recycle.send(slice);
+                for prepared in jobs {
+                    self.keep(&prepared);
+                    let _ = recycle.send(prepared.into_buffer());
                 }
             });
             self.in_pool(move || {
                 stream_levels(&self.inner.stack, &options, move |level, z, slice| {
                     let key = SliceKey::new(level, z);
                     if !(self.inner.memory.contains(key) || self.inner.disk.contains(key)) {
-                        let mut copy = spare
-                            .try_recv()
-                            .unwrap_or_else(|_| Slice::zeroed(0, 0, slice.sample_type()));
-                        copy.reshape(slice.width(), slice.height(), slice.sample_type());
-                        copy.pixels_mut()
-                            .as_bytes_mut()
-                            .copy_from_slice(slice.pixels().as_bytes());
+                        let buf = spare.try_recv().unwrap_or_default();
+                        let prepared = codec::prepare(slice, key, FilterChoice::Auto, buf);
                         // The storing thread runs until this sender is dropped.
-                        let _ = to_store.send((key, copy));
+                        let _ = to_store.send(prepared);
                     }
                     if wanted.contains(&level) {
                         f(level, z, slice)?;
