@@ -5,7 +5,11 @@
 //! A request for slice `z` of level `n >= 1` is served from the memory tier, else from the disk
 //! tier (and promoted to memory), else generated from slices `2z` and `2z + 1` of level
 //! `n - 1`, which are requested the same way, down to the source files (level 0, decoded on
-//! each request). Every slice generated on the way is stored in both tiers.
+//! each request). Every slice generated on the way is stored in both tiers. Storing (encoding
+//! and writing) happens behind the request on a background thread, so a request waits for
+//! decoding and the kernel only; until a slice is stored it is served from a small pending
+//! map, and when that thread falls behind, the requesting thread stores the slice itself.
+//! [`Pyramid::flush`] waits for the stores in flight.
 //!
 //! Whole-level requests ([`Pyramid::volume`], [`Pyramid::section`], [`Pyramid::export_ctharvester`])
 //! on a level that is not fully stored run the streaming builder ([`crate::stream_levels`]) once
@@ -23,6 +27,7 @@
 //! or on the streaming builder's own I/O threads (whole levels).
 
 mod flight;
+mod storer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +35,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flight::{Flights, Role};
+use storer::Storer;
 
 use crate::cascade::{StreamOptions, stream_levels};
 use crate::codec::{self, FilterChoice, Prepared};
@@ -251,9 +257,12 @@ impl PyramidBuilder {
             stream.decode_threads = t;
         }
         let requests = levels.iter().map(|_| Counter::default()).collect();
+        let memory = MemoryStore::new(self.memory_budget);
         Ok(Pyramid {
             inner: Arc::new(Inner {
-                memory: MemoryStore::new(self.memory_budget),
+                storer: Storer::new(memory.clone(), disk.clone()),
+                spare: Spare::default(),
+                memory,
                 disk,
                 stack,
                 levels,
@@ -289,9 +298,37 @@ struct Inner {
     memory: MemoryStore,
     disk: DiskStore,
     pool: Option<Arc<rayon::ThreadPool>>,
+    storer: Storer,
+    spare: Spare,
     slices: Flights<SliceKey, Arc<Slice>>,
     streams: Flights<u32, ()>,
     counters: Counters,
+}
+
+/// Source-slice buffers kept for reuse by lazy generation (a few: two per generating thread
+/// are in use at a time).
+#[derive(Debug, Default)]
+struct Spare(std::sync::Mutex<Vec<Slice>>);
+
+impl Spare {
+    const KEEP: usize = 4;
+
+    fn take(&self) -> Option<Slice> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    }
+
+    fn give(&self, buffer: Slice) {
+        let mut spare = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spare.len() < Self::KEEP {
+            spare.push(buffer);
+        }
+    }
 }
 
 /// A CT stack's level-of-detail pyramid, computed on demand and cached. See the module docs.
@@ -538,7 +575,16 @@ impl Pyramid {
         })
     }
 
-    /// The counters so far.
+    /// Waits until every slice generated so far is stored in both tiers. Storing happens
+    /// behind the requests (see the module docs); call this before reading the tiers'
+    /// counters when they must be settled, or before handing the cache folder to another
+    /// process. Dropping the last clone of a pyramid flushes too.
+    pub fn flush(&self) {
+        self.inner.storer.flush();
+    }
+
+    /// The counters so far (the tiers' counters lag behind requests by the slices still being
+    /// stored; see [`Pyramid::flush`]).
     pub fn stats(&self) -> PyramidStats {
         let c = &self.inner.counters;
         PyramidStats {
@@ -556,7 +602,11 @@ impl Pyramid {
 
     fn read_source(&self, z: u32) -> Result<Slice> {
         let mut reader = self.inner.stack.reader();
-        let mut out = Slice::zeroed(0, 0, self.inner.stack.info().sample_type);
+        let mut out = self
+            .inner
+            .spare
+            .take()
+            .unwrap_or_else(|| Slice::zeroed(0, 0, self.sample_type()));
         reader.read_into(z, &mut out)?;
         self.inner.counters.source_slices.incr();
         self.inner.counters.source_bytes.add(reader.bytes_read());
@@ -576,32 +626,39 @@ impl Pyramid {
         }
     }
 
-    /// The stored slice of `key` from memory, else from disk (promoted to memory).
-    fn stored(&self, key: SliceKey) -> Option<Slice> {
+    /// The stored slice of `key` from memory, else waiting to be stored, else from disk
+    /// (promoted to memory).
+    fn stored(&self, key: SliceKey) -> Option<Arc<Slice>> {
         if let Some(blob) = self.inner.memory.get(key)
             && let Some(s) = self.decode(key, &blob)
         {
+            return Some(Arc::new(s));
+        }
+        if let Some(s) = self.inner.storer.pending(key) {
             return Some(s);
         }
         let blob = self.inner.disk.get(key)?;
         let slice = self.decode(key, &blob)?;
         self.inner.memory.insert(key, blob);
-        Some(slice)
+        Some(Arc::new(slice))
     }
 
     /// A slice of level >= 1: stored, or generated once however many threads ask at once.
     fn level_slice(&self, key: SliceKey) -> Result<Arc<Slice>> {
         if let Some(s) = self.stored(key) {
-            return Ok(Arc::new(s));
+            return Ok(s);
         }
         let (result, role) = self.inner.slices.join(key, || {
             // It may have been stored between our miss and our flight.
+            if let Some(s) = self.inner.storer.pending(key) {
+                return Ok(s);
+            }
             if let Some(blob) = self.inner.memory.peek(key)
                 && let Some(s) = self.decode(key, &blob)
             {
                 return Ok(Arc::new(s));
             }
-            self.generate(key).map(Arc::new)
+            self.generate(key)
         });
         if role == Role::Waited {
             self.inner.counters.coalesced.incr();
@@ -618,7 +675,7 @@ impl Pyramid {
         }
     }
 
-    fn generate(&self, key: SliceKey) -> Result<Slice> {
+    fn generate(&self, key: SliceKey) -> Result<Arc<Slice>> {
         let below = self.inner.levels[key.level as usize - 1];
         let (a, b) = if 2 * key.z + 1 >= below.depth {
             (self.child(below.level, 2 * key.z)?, None)
@@ -645,31 +702,22 @@ impl Pyramid {
         let started = Instant::now();
         let mut out = Slice::zeroed(0, 0, below.sample_type);
         self.in_pool(|| crate::kernel::reduce_slices(&a, b.as_deref(), &mut out))?;
-        self.store(key, &out);
+        // Source buffers go back to the spare pool: reusing them saves a page fault per 4 KiB.
+        if below.level == 0 {
+            for child in std::iter::once(a).chain(b) {
+                if let Ok(buffer) = Arc::try_unwrap(child) {
+                    self.inner.spare.give(buffer);
+                }
+            }
+        }
+        let out = Arc::new(out);
+        self.inner.storer.store(key, Arc::clone(&out));
+        self.inner.counters.generated.incr();
         self.inner
             .counters
             .generating_ns
             .add(started.elapsed().as_nanos() as u64);
         Ok(out)
-    }
-
-    /// Encodes `slice` and keeps it in both tiers.
-    fn store(&self, key: SliceKey, slice: &Slice) {
-        let blob = codec::encode(slice, key, FilterChoice::Auto);
-        self.keep_blob(key, blob);
-    }
-
-    /// Compresses a prepared slice and keeps it in both tiers.
-    fn keep(&self, prepared: &Prepared) {
-        self.keep_blob(prepared.key(), prepared.compress());
-    }
-
-    /// Keeps `blob` in both tiers. A failed disk write is counted and warned about by the disk
-    /// tier; serving goes on from memory.
-    fn keep_blob(&self, key: SliceKey, blob: Blob) {
-        let _ = self.inner.disk.put(key, &blob);
-        self.inner.memory.insert(key, blob);
-        self.inner.counters.generated.incr();
     }
 
     fn in_pool<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
@@ -683,7 +731,9 @@ impl Pyramid {
         let info = self.inner.levels[level as usize];
         (0..info.depth).all(|z| {
             let key = SliceKey::new(level, z);
-            self.inner.memory.contains(key) || self.inner.disk.contains(key)
+            self.inner.memory.contains(key)
+                || self.inner.storer.is_pending(key)
+                || self.inner.disk.contains(key)
         })
     }
 
@@ -743,7 +793,7 @@ impl Pyramid {
             let (recycle, spare) = mpsc::channel::<Vec<u8>>();
             scope.spawn(move || {
                 for prepared in jobs {
-                    self.keep(&prepared);
+                    self.inner.storer.keep(prepared.key(), prepared.compress());
                     let _ = recycle.send(prepared.into_buffer());
                 }
             });
@@ -753,6 +803,7 @@ impl Pyramid {
                     if !(self.inner.memory.contains(key) || self.inner.disk.contains(key)) {
                         let buf = spare.try_recv().unwrap_or_default();
                         let prepared = codec::prepare(slice, key, FilterChoice::Auto, buf);
+                        self.inner.counters.generated.incr();
                         // The storing thread runs until this sender is dropped.
                         let _ = to_store.send(prepared);
                     }

@@ -152,6 +152,7 @@ fn lazy_all(
     // Single-flight and by-product caching: each blob was generated exactly once however many
     // threads asked for it, and each source slice was decoded once for generation plus once
     // per direct level-0 request.
+    pyr.flush();
     let stats = pyr.stats();
     let source_depth = u64::from(pyr.levels()[0].depth);
     assert_eq!(stats.generated, upper as u64, "{name}: blobs generated");
@@ -264,6 +265,7 @@ fn check_volume_cold_then_warm(name: &str, stack_dir: &Path, cache: &Path, edge:
     // A streaming build stores every slice of the level and of the levels below it.
     let want_blobs: u64 = depths[1..=level as usize].iter().sum();
     let cold = pyr.volume(level).unwrap();
+    pyr.flush();
     let after_cold = pyr.stats();
     assert_eq!(after_cold.stream_builds, 1, "{name}: cold volume({level})");
     assert_eq!(
@@ -276,6 +278,7 @@ fn check_volume_cold_then_warm(name: &str, stack_dir: &Path, cache: &Path, edge:
     );
 
     let warm = pyr.volume(level).unwrap();
+    pyr.flush();
     let after_warm = pyr.stats();
     assert!(warm == cold, "{name}: warm volume({level}) differs");
     assert_eq!(
@@ -299,6 +302,7 @@ fn check_volume_cold_then_warm(name: &str, stack_dir: &Path, cache: &Path, edge:
     drop(pyr);
     let reopened = builder(stack_dir, cache, edge).build().unwrap();
     let from_disk = reopened.volume(level).unwrap();
+    reopened.flush();
     let s = reopened.stats();
     assert!(
         from_disk == cold,

@@ -155,6 +155,7 @@ fn pyramid_is_send_sync_and_clones_share_state() {
     let pyr = f.open();
     let clone = pyr.clone();
     clone.slice(1, 0).unwrap();
+    pyr.flush();
     assert_eq!(pyr.stats().generated, 1);
     assert_eq!(pyr.stats(), clone.stats());
 }
@@ -183,6 +184,7 @@ fn single_flight_eight_threads_generate_a_cold_top_slice_once() {
         assert!(*r == results[0], "the eight answers differ");
     }
     f.check("single flight", top, 0, &results[0]);
+    pyr.flush();
     let s = pyr.stats();
     let needed = (1u64 << top) - 1;
     assert_eq!(s.generated, needed, "blobs generated for one top slice");
@@ -202,6 +204,7 @@ fn reopen_serves_every_level_from_disk_without_sources() {
     {
         let pyr = f.open();
         pyr.volume(f.top()).unwrap();
+        pyr.flush();
         let s = pyr.stats();
         assert_eq!((s.generated, s.disk.writes), (blobs, blobs));
     }
@@ -212,6 +215,7 @@ fn reopen_serves_every_level_from_disk_without_sources() {
     for (level, z) in f.upper_keys() {
         f.check("reopened", level, z, &pyr.slice(level, z).unwrap());
     }
+    pyr.flush();
     let s = pyr.stats();
     assert_eq!(s.source_bytes, 0, "reopened pyramid read source bytes");
     assert_eq!(s.source_slices, 0, "reopened pyramid decoded source slices");
@@ -228,6 +232,7 @@ fn reopen_serves_every_level_from_disk_without_sources() {
     for (level, z) in f.upper_keys() {
         f.check("reopened, again", level, z, &pyr.slice(level, z).unwrap());
     }
+    pyr.flush();
     let again = pyr.stats();
     assert_eq!(again.disk.hits, blobs, "second round went to disk");
     assert_eq!(again.memory.hits, blobs, "second round missed memory");
@@ -258,6 +263,7 @@ fn damaged_blob_is_counted_rebuilt_and_rewritten() {
         let info: LevelInfo = pyr.levels()[key.level as usize];
         let slice = pyr.slice(key.level, key.z).unwrap();
         f.check(&format!("damaged {key:?}"), key.level, key.z, &slice);
+        pyr.flush();
         let s = pyr.stats();
         assert_eq!(s.disk.corrupt, 1, "{key:?}: damaged blobs counted");
         assert_eq!(s.generated, 1, "{key:?}: only the damaged blob regenerated");
@@ -280,6 +286,7 @@ fn damaged_blob_is_counted_rebuilt_and_rewritten() {
         drop(pyr);
         let pyr = f.open();
         pyr.slice(key.level, key.z).unwrap();
+        pyr.flush();
         let s = pyr.stats();
         assert_eq!((s.disk.corrupt, s.generated, s.disk.hits), (0, 0, 1));
     }
@@ -405,6 +412,7 @@ fn memory_only_writes_nothing_and_serves_correct_slices() {
             &pyr.slice(level, z).unwrap(),
         );
     }
+    pyr.flush();
     let s = pyr.stats();
     assert_eq!(s.generated, f.blob_count(), "each blob generated once");
     assert_eq!(s.disk.mode, DiskMode::Disabled);
@@ -455,6 +463,7 @@ fn export_through_the_cache_is_repeatable_and_rebuilds_damaged_blobs() {
         assert_eq!(first.files, blobs);
         assert_eq!(first.levels.len() as u32, f.top());
         assert!(first.source_bytes > 0);
+        pyr.flush();
         let after_first = pyr.stats();
         assert_eq!(after_first.generated, blobs);
 
@@ -462,6 +471,7 @@ fn export_through_the_cache_is_repeatable_and_rebuilds_damaged_blobs() {
         assert_eq!(second.source_bytes, 0, "second export read source bytes");
         assert_eq!(second.files, blobs);
         assert_eq!(second.bytes, first.bytes);
+        pyr.flush();
         let after_second = pyr.stats();
         assert_eq!(after_second.generated, after_first.generated);
         assert_eq!(after_second.source_slices, after_first.source_slices);
@@ -484,6 +494,7 @@ fn export_through_the_cache_is_repeatable_and_rebuilds_damaged_blobs() {
     let third = pyr.export_ctharvester(&out3, None).unwrap();
     assert_eq!(third.files, blobs);
     assert_same_tree(&out1, &out3);
+    pyr.flush();
     let s = pyr.stats();
     assert_eq!(s.disk.corrupt, 1);
     assert_eq!(s.generated, 1, "only the damaged blob regenerated");
@@ -525,6 +536,7 @@ fn small_memory_budget_without_disk_regenerates_correct_slices() {
         }
     }
     pyr.memory().run_pending_tasks();
+    pyr.flush();
     let s = pyr.stats();
     assert!(
         s.memory.bytes <= budget,
