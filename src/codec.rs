@@ -944,6 +944,50 @@ mod tests {
         }
 
         #[test]
+        fn forged_payloads_with_valid_checksums_never_panic(
+            payload in proptest::collection::vec(any::<u8>(), 0..400),
+            planes in any::<bool>(),
+        ) {
+            // The checksum cannot catch a payload we were handed with a matching checksum:
+            // the LZ4 decoder's own bounds checks must.
+            let lv = level(16, 9, SampleType::U16);
+            let (compression, filter) = if planes {
+                (Compression::Planes, Filter::Shuffle)
+            } else {
+                (Compression::Lz4, Filter::None)
+            };
+            let mut payload = payload;
+            if planes {
+                // A well-formed plane table in front: both planes "LZ4", splitting the bytes.
+                let half = (payload.len() / 2) as u32;
+                let rest = payload.len() as u32 - half;
+                let mut table = vec![1u8];
+                table.extend_from_slice(&half.to_le_bytes());
+                table.push(1);
+                table.extend_from_slice(&rest.to_le_bytes());
+                table.extend_from_slice(&payload);
+                payload = table;
+            }
+            let header = BlobHeader {
+                key: SliceKey::new(2, 1),
+                width: 16,
+                height: 9,
+                sample_type: SampleType::U16,
+                compression,
+                filter,
+                raw_len: lv.slice_bytes() as u64,
+                payload_len: payload.len() as u64,
+            };
+            let mut blob = vec![0u8; HEADER_LEN];
+            blob.extend_from_slice(&payload);
+            write_header(&header, &mut blob);
+            prop_assert!(verify(&blob, &lv, 1).is_ok());
+            if let Ok(s) = decode(&blob, &lv, 1) {
+                prop_assert_eq!(s.pixels().len(), 16 * 9);
+            }
+        }
+
+        #[test]
         fn round_trip_of_any_samples(
             samples in proptest::collection::vec(any::<u16>(), 1..600),
             width in 1u32..40,

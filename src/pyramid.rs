@@ -786,17 +786,28 @@ impl Pyramid {
             max_level: Some(top),
             ..self.inner.stream.clone()
         };
+        // The stream's thread filters each new slice into a recycled buffer (the one copy it
+        // needs anyway); storing threads, as many as the decoders, compress and write.
+        let (to_store, jobs) = mpsc::sync_channel::<Prepared>(STORE_QUEUE);
+        let (recycle, spare) = mpsc::channel::<Vec<u8>>();
+        let jobs = std::sync::Mutex::new(jobs);
+        let storers = options.decode_threads.clamp(1, 8);
         let streamed = std::thread::scope(|scope| {
-            // The stream's thread filters each new slice into a recycled buffer (the one copy it
-            // needs anyway); the storing thread compresses and writes it.
-            let (to_store, jobs) = mpsc::sync_channel::<Prepared>(STORE_QUEUE);
-            let (recycle, spare) = mpsc::channel::<Vec<u8>>();
-            scope.spawn(move || {
-                for prepared in jobs {
-                    self.inner.storer.keep(prepared.key(), prepared.compress());
-                    let _ = recycle.send(prepared.into_buffer());
-                }
-            });
+            for _ in 0..storers {
+                let (jobs, recycle) = (&jobs, recycle.clone());
+                scope.spawn(move || {
+                    loop {
+                        let next = jobs
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok(prepared) = next else { break };
+                        self.inner.storer.keep(prepared.key(), prepared.compress());
+                        let _ = recycle.send(prepared.into_buffer());
+                    }
+                });
+            }
+            drop(recycle);
             self.in_pool(move || {
                 stream_levels(&self.inner.stack, &options, move |level, z, slice| {
                     let key = SliceKey::new(level, z);

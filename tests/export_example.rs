@@ -1,5 +1,6 @@
-//! The `export` example as a user runs it: a good stack is exported; bad input exits non-zero
-//! with the error on stderr and leaves no file in OUT.
+//! The `export` and `bench` examples as a user runs them: a good stack is exported (a second
+//! time from the cache); bad input exits non-zero with the error on stderr and leaves no file in
+//! OUT; the bench prints its table.
 
 mod common;
 
@@ -9,13 +10,18 @@ use std::process::Command;
 use common::tree;
 use lodcache::Phantom;
 
-/// The example binary cargo built next to this test (`target/<profile>/examples/export`).
+/// The export example cargo built next to this test (`target/<profile>/examples/export`).
 fn example() -> PathBuf {
+    example_named("export")
+}
+
+/// An example binary cargo built next to this test (`target/<profile>/examples/<name>`).
+fn example_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let path = profile_dir
         .join("examples")
-        .join(format!("export{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(path.is_file(), "{} not built", path.display());
     path
 }
@@ -100,4 +106,72 @@ fn bad_input_exits_nonzero_with_the_error_and_no_file() {
         .unwrap();
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("--edge"));
+}
+
+#[test]
+fn second_export_is_served_from_the_cache_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stack = tmp.path().join("stack");
+    Phantom::new(100, 90, 9).write(&stack).unwrap();
+    let cache = tmp.path().join("cache");
+    let run = |out: &str| {
+        let run = Command::new(example())
+            .arg(&stack)
+            .arg(tmp.path().join(out))
+            .args(["--edge", "20", "--cache"])
+            .arg(&cache)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+        assert!(run.status.success(), "{stdout}");
+        stdout
+    };
+    let first = run("a");
+    assert!(
+        first.contains("10 blobs generated, 0 served from disk"),
+        "{first}"
+    );
+    let second = run("b");
+    assert!(
+        second.contains("0 blobs generated, 10 served from disk"),
+        "{second}"
+    );
+    assert!(second.contains("read 0.0 MB of source"), "{second}");
+    assert_eq!(tree(&tmp.path().join("a")), tree(&tmp.path().join("b")));
+    assert!(!stack.join(".lodcache").exists(), "--cache was not used");
+}
+
+#[test]
+fn bench_example_prints_its_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stack = tmp.path().join("stack");
+    Phantom::new(96, 80, 12).write(&stack).unwrap();
+    let run = Command::new(example_named("bench"))
+        .arg(&stack)
+        .args(["--edge", "16", "--runs", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for row in [
+        "first slice of level 3",
+        "volume(3)",
+        "full eager build",
+        "decode floor",
+        "memory hit",
+        "disk hit",
+        "compression",
+    ] {
+        assert!(stdout.contains(row), "no {row:?} row in\n{stdout}");
+    }
+    let bad = Command::new(example_named("bench"))
+        .arg(tmp.path().join("missing"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing"));
 }

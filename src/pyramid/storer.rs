@@ -18,6 +18,9 @@ use crate::store::{Blob, DiskStore, MemoryStore};
 /// Slices waiting for the storing thread.
 const QUEUE: usize = 4;
 
+/// A slice handed to the storing thread.
+type Job = (SliceKey, Arc<Slice>);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -50,7 +53,7 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Storer {
     shared: Arc<Shared>,
-    tx: Mutex<Option<SyncSender<(SliceKey, Arc<Slice>)>>>,
+    tx: Mutex<Option<SyncSender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -63,7 +66,7 @@ impl Storer {
             backlog: Mutex::new(0),
             drained: Condvar::new(),
         });
-        let (tx, jobs) = mpsc::sync_channel::<(SliceKey, Arc<Slice>)>(QUEUE);
+        let (tx, jobs) = mpsc::sync_channel::<Job>(QUEUE);
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("lodcache-store".into())
