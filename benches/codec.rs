@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lodcache::codec::{FilterChoice, decode_into, encode, verify};
+use lodcache::kernel::reduce_slices;
 use lodcache::{LevelInfo, Phantom, Slice, SliceKey, Stack};
 
 /// The key every blob is encoded under (any level >= 1 works; decode checks it).
@@ -81,6 +82,16 @@ fn inputs() -> Vec<Input> {
             all_filters: true,
         });
     }
+    // A level-1 slice (2x2x2 mean of two phantom slices): the typical blob, less noisy.
+    let phantom = Phantom::new(1024, 1024, 2).with_seed(7);
+    let mut level1 = Slice::zeroed(0, 0, phantom.sample_type());
+    reduce_slices(&phantom.slice(0), Some(&phantom.slice(1)), &mut level1)
+        .expect("two phantom slices of one size");
+    inputs.push(Input {
+        name: "phantom_level1_u16_512x512".into(),
+        slice: level1,
+        all_filters: true,
+    });
     for (stack, all_filters) in [
         ("heudiconv_siemens_b0_mosaic", true),
         ("niivue_mni152_2009_t1", false),
