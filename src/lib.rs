@@ -1,12 +1,14 @@
 //! # lodcache
 //!
-//! Level-of-detail pyramids of CT image stacks, built exactly and streamed in one pass.
+//! Level-of-detail pyramids of CT image stacks, made on demand and cached for viewers.
 //!
 //! A CT scan is a folder of slices (TIFF, BMP, PNG or JPEG; 8- or 16-bit gray). Level `n` of
 //! its pyramid halves width, height and slice count of level `n - 1` with a 2x2x2 box mean,
-//! until the larger side is at most an edge (500 by default). lodcache reads the stack
-//! ([`Stack`]), reduces it with a parallel exact kernel ([`kernel`]) in a single streaming pass
-//! over the source ([`stream_levels`]), and writes CTHarvester's layout ([`export_ctharvester`]).
+//! until the larger side is at most an edge (500 by default). A [`Pyramid`] serves any slice,
+//! region, volume or section of any level, making exactly what is asked for and keeping it as
+//! compressed blobs ([`codec`]) in a memory tier and a cache folder ([`store`]). Below it sit
+//! the stack reader ([`Stack`]), the exact parallel kernel ([`kernel`]), the one-pass streaming
+//! builder ([`stream_levels`]) and the CTHarvester-layout writer ([`export_ctharvester`]).
 //!
 //! ## The pyramid contract
 //! - Level 0 is the source stack. Level `n` has width `floor(w / 2)`, height `floor(h / 2)`
@@ -20,32 +22,40 @@
 //!
 //! ## Quick start
 //! ```
-//! use lodcache::{ExportOptions, LevelRule, Phantom, Stack, export_ctharvester};
+//! use lodcache::{Axis, Phantom, Pyramid};
 //!
 //! # fn main() -> lodcache::Result<()> {
 //! let tmp = tempfile::tempdir().unwrap(); // ok: doctest setup, not library code
 //! // A small synthetic scan: 16-bit, 80 x 60 pixels, 9 slices.
 //! Phantom::new(80, 60, 9).write(&tmp.path().join("scan"))?;
 //!
-//! let stack = Stack::open(tmp.path().join("scan"))?;
-//! let rule = LevelRule::default().with_edge(16);
-//! let levels = stack.levels(&rule)?;
+//! let pyr = Pyramid::builder(tmp.path().join("scan"))
+//!     .with_edge(16)
+//!     .with_cache_dir(tmp.path().join("cache"))
+//!     .build()?;
 //! assert_eq!(
-//!     levels.iter().map(|l| (l.width, l.height, l.depth)).collect::<Vec<_>>(),
+//!     pyr.levels().iter().map(|l| (l.width, l.height, l.depth)).collect::<Vec<_>>(),
 //!     [(80, 60, 9), (40, 30, 5), (20, 15, 3), (10, 7, 2)]
 //! );
+//! let coarse = pyr.slice(3, 1)?; // made from source slices 8.. (a lone last slice)
+//! assert_eq!((coarse.width(), coarse.height()), (10, 7));
+//! let volume = pyr.volume(3)?; // whole level, z-major
+//! assert_eq!(volume.pixels().len(), 10 * 7 * 2);
+//! let yz = pyr.section(2, Axis::X, 4)?; // column 4 of every slice of level 2
+//! assert_eq!((yz.width(), yz.height()), (15, 3));
 //!
-//! let out = tmp.path().join("pyramid");
-//! let report = export_ctharvester(&stack, &out, &ExportOptions { rule, ..Default::default() })?;
+//! let report = pyr.export_ctharvester(&tmp.path().join("pyramid"), None)?;
 //! assert_eq!(report.files, 5 + 3 + 2);
-//! assert!(out.join("3").join("000001.tif").is_file());
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! ## Concurrency
-//! The kernel runs on the current rayon pool (the global one unless the caller installs its
-//! own); lodcache never configures the global pool. Decoding runs on plain I/O threads that
+//! [`Pyramid`] is `Send + Sync` and cheap to clone; concurrent requests for the same missing
+//! slice compute it once, and no lock is held while a kernel runs (see [`pyramid`]). The
+//! kernel runs on the current rayon pool (the global one unless the caller installs its own, or
+//! the pool given to [`PyramidBuilder::with_thread_pool`]); lodcache never configures the
+//! global pool. Decoding runs on plain I/O threads that
 //! stay a bounded number of slices ahead of the kernel. [`Stack`] is `Send + Sync`; use one
 //! [`StackReader`] per thread.
 
