@@ -61,6 +61,7 @@
 
 pub mod cascade;
 pub mod codec;
+pub mod demand;
 mod error;
 pub mod export;
 mod fsutil;
@@ -73,6 +74,7 @@ pub mod source;
 pub mod store;
 
 pub use cascade::{StreamOptions, StreamStats, stream_levels};
+pub use demand::{DemandRanking, LevelDemand};
 pub use error::{Error, Result};
 pub use export::{ExportOptions, ExportReport, ctharvester_path, export_ctharvester};
 pub use geometry::{LevelInfo, LevelRule, SliceKey, dependent_slice, source_range};

@@ -39,14 +39,15 @@ use storer::Storer;
 
 use crate::cascade::{StreamOptions, stream_levels};
 use crate::codec::{self, FilterChoice, Prepared};
+use crate::demand::{Demand, DemandRanking};
 use crate::error::{Error, Result};
 use crate::export::{self, ExportReport};
 use crate::geometry::{LevelInfo, LevelRule, SliceKey};
 use crate::slice::{Pixels, SampleType, Slice};
 use crate::source::{Stack, StackPattern};
 use crate::store::{
-    Blob, Counter, DiskOptions, DiskStats, DiskStore, Manifest, MemoryStats, MemoryStore,
-    default_cache_dir,
+    Blob, Counter, DiskMode, DiskOptions, DiskStats, DiskStore, Manifest, MemoryStats, MemoryStore,
+    PriorityFn, default_cache_dir,
 };
 
 /// Default memory budget: 512 MiB of compressed blobs.
@@ -156,6 +157,7 @@ pub struct PyramidBuilder {
     rule: LevelRule,
     pool: Option<Arc<rayon::ThreadPool>>,
     decode_threads: Option<usize>,
+    demand_priority: bool,
 }
 
 impl PyramidBuilder {
@@ -218,6 +220,13 @@ impl PyramidBuilder {
         self
     }
 
+    /// Whether the tiers keep the most requested levels over the others under pressure
+    /// (`false`: plain least-recently-used). Default: `true`.
+    pub fn with_demand_priority(mut self, enabled: bool) -> Self {
+        self.demand_priority = enabled;
+        self
+    }
+
     /// Opens the stack and the cache folder.
     ///
     /// # Errors
@@ -258,8 +267,23 @@ impl PyramidBuilder {
         }
         let requests = levels.iter().map(|_| Counter::default()).collect();
         let memory = MemoryStore::new(self.memory_budget);
+        let demand = Arc::new(if disk.mode() == DiskMode::ReadWrite {
+            Demand::open(disk.dir())
+        } else {
+            Demand::in_memory()
+        });
+        if self.demand_priority {
+            // Priority classes a factor of two apart, so that levels of similar demand share
+            // the tier by recency and only clearly hotter levels win outright.
+            let ranked = Arc::clone(&demand);
+            let priority: PriorityFn =
+                Arc::new(move |key: SliceKey| (1.0 + ranked.level_score(key.level)).log2().floor());
+            memory.set_priority(Arc::clone(&priority));
+            disk.set_priority(priority);
+        }
         Ok(Pyramid {
             inner: Arc::new(Inner {
+                demand,
                 storer: Storer::new(memory.clone(), disk.clone()),
                 spare: Spare::default(),
                 memory,
@@ -299,10 +323,20 @@ struct Inner {
     disk: DiskStore,
     pool: Option<Arc<rayon::ThreadPool>>,
     storer: Storer,
+    demand: Arc<Demand>,
     spare: Spare,
     slices: Flights<SliceKey, Arc<Slice>>,
     streams: Flights<u32, ()>,
     counters: Counters,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The storer's own drop finishes its queue; the statistics are saved here.
+        if let Err(e) = self.demand.save() {
+            log::warn!("lodcache: request statistics not saved: {e}");
+        }
+    }
 }
 
 /// Source-slice buffers kept for reuse by lazy generation (a few: two per generating thread
@@ -350,6 +384,7 @@ impl Pyramid {
             rule: LevelRule::default(),
             pool: None,
             decode_threads: None,
+            demand_priority: true,
         }
     }
 
@@ -383,7 +418,15 @@ impl Pyramid {
 
     /// Warnings about the cache (read-only or unusable folder, damaged blobs found).
     pub fn warnings(&self) -> Vec<String> {
-        self.inner.disk.warnings()
+        let mut all = self.inner.disk.warnings();
+        all.extend(self.inner.demand.warnings());
+        all
+    }
+
+    /// What users have asked for, most requested level first (decayed request counts, this
+    /// run's and earlier runs' on the same cache folder; see [`crate::demand`]).
+    pub fn demand(&self) -> DemandRanking {
+        self.inner.demand.ranking()
     }
 
     fn level(&self, level: u32) -> Result<LevelInfo> {
@@ -406,10 +449,20 @@ impl Pyramid {
         Ok(())
     }
 
-    fn count_request(&self, level: u32) {
+    /// Counts a request for slice `z` of `level` (statistics and demand).
+    fn count_slice(&self, level: u32, z: u32) {
         if let Some(c) = self.inner.counters.requests.get(level as usize) {
             c.incr();
         }
+        self.inner.demand.record(SliceKey::new(level, z));
+    }
+
+    /// Counts a request for the whole of `level`.
+    fn count_level(&self, level: u32) {
+        if let Some(c) = self.inner.counters.requests.get(level as usize) {
+            c.incr();
+        }
+        self.inner.demand.record_level(level, 1.0);
     }
 
     /// Slice `z` of `level`: level 0 is decoded from its source file, other levels come from
@@ -421,7 +474,7 @@ impl Pyramid {
     pub fn slice(&self, level: u32, z: u32) -> Result<Slice> {
         let info = self.level(level)?;
         Self::check_z(&info, z)?;
-        self.count_request(level);
+        self.count_slice(level, z);
         if level == 0 {
             return self.read_source(z);
         }
@@ -481,7 +534,7 @@ impl Pyramid {
     /// [`Error::InvalidArgument`] for a level out of range; decoding errors naming the file.
     pub fn volume(&self, level: u32) -> Result<Volume> {
         let info = self.level(level)?;
-        self.count_request(level);
+        self.count_level(level);
         let n = info.slice_bytes();
         let mut pixels = Pixels::zeroed(info.sample_type, info.slice_len() * info.depth as usize);
         {
@@ -517,7 +570,7 @@ impl Pyramid {
                 ),
             ));
         }
-        self.count_request(level);
+        self.count_level(level);
         let s = info.sample_type.bytes();
         let row = out_w as usize * s;
         let w = info.width as usize;
@@ -556,7 +609,7 @@ impl Pyramid {
     pub fn export_ctharvester(&self, out: &Path, levels: Option<&[u32]>) -> Result<ExportReport> {
         let wanted = export::wanted_levels(&self.inner.stack, &self.inner.stream.rule, levels)?;
         for &l in &wanted {
-            self.count_request(l);
+            self.count_level(l);
         }
         let before = self.stats();
         let (files, bytes) = export::write_ctharvester(out, &wanted, |sink| {
@@ -581,6 +634,9 @@ impl Pyramid {
     /// process. Dropping the last clone of a pyramid flushes too.
     pub fn flush(&self) {
         self.inner.storer.flush();
+        if let Err(e) = self.inner.demand.save() {
+            log::warn!("lodcache: request statistics not saved: {e}");
+        }
     }
 
     /// The counters so far (the tiers' counters lag behind requests by the slices still being

@@ -1,7 +1,7 @@
 //! The two cache tiers that keep blobs (see [`crate::codec`]): memory and disk.
 //!
-//! - [`MemoryStore`]: a moka cache of compressed blobs, weighted by their byte length, with one
-//!   byte budget. Eviction is least-recently-used (see [`memory`] for why not moka's default).
+//! - [`MemoryStore`]: compressed blobs under one exact byte budget, evicted by priority (demand
+//!   per level), then least recently used (see [`memory`] for why).
 //! - [`DiskStore`]: one file per blob in a cache folder, written atomically, checked on every
 //!   read, invalidated per source slice through a manifest, and kept under a byte budget.
 //!
@@ -15,14 +15,16 @@ pub mod memory;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use disk::{
-    DiskMode, DiskOptions, DiskStats, DiskStore, PriorityFn, blob_path, default_cache_dir,
-};
+pub use disk::{DiskMode, DiskOptions, DiskStats, DiskStore, blob_path, default_cache_dir};
 pub use manifest::{Manifest, SourceRecord};
 pub use memory::{MemoryStats, MemoryStore};
 
 /// A blob as the tiers hold it: immutable bytes shared between readers.
 pub type Blob = Arc<[u8]>;
+
+/// How valuable a blob is to keep in a tier: higher stays longer, equal values go by recency.
+/// See [`MemoryStore::set_priority`] and [`DiskStore::set_priority`].
+pub type PriorityFn = Arc<dyn Fn(crate::geometry::SliceKey) -> f64 + Send + Sync>;
 
 /// A statistics counter: relaxed atomic, monotonic.
 #[derive(Debug, Default)]

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use super::manifest::{Invalidation, Manifest};
-use super::{Blob, Counter};
+use super::{Blob, Counter, PriorityFn};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -118,9 +118,6 @@ pub struct DiskStats {
     /// How the folder is used.
     pub mode: DiskMode,
 }
-
-/// How valuable a blob is to keep: higher stays longer. See [`DiskStore::set_priority`].
-pub type PriorityFn = Arc<dyn Fn(SliceKey) -> f64 + Send + Sync>;
 
 #[derive(Debug, Default)]
 struct Counters {
