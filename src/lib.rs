@@ -72,6 +72,7 @@ pub mod pyramid;
 mod slice;
 pub mod source;
 pub mod store;
+pub mod warmup;
 
 pub use cascade::{StreamOptions, StreamStats, stream_levels};
 pub use demand::{DemandRanking, LevelDemand};
@@ -83,6 +84,7 @@ pub use pyramid::{Axis, Pyramid, PyramidBuilder, PyramidStats, Volume};
 pub use slice::{Pixels, Sample, SampleType, Slice};
 pub use source::{SliceInfo, SourceFile, Stack, StackPattern, StackReader};
 pub use store::{DiskOptions, DiskStore, Manifest, MemoryStore};
+pub use warmup::{WarmupHandle, WarmupOptions, WarmupOutcome, WarmupProgress, WarmupReport};
 
 /// The README's examples, run as doctests.
 #[cfg(doctest)]

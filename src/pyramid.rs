@@ -49,6 +49,7 @@ use crate::store::{
     Blob, Counter, DiskMode, DiskOptions, DiskStats, DiskStore, Manifest, MemoryStats, MemoryStore,
     PriorityFn, default_cache_dir,
 };
+use crate::warmup::{WarmupHandle, WarmupOptions};
 
 /// Default memory budget: 512 MiB of compressed blobs.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 512 << 20;
@@ -137,6 +138,8 @@ pub struct PyramidStats {
     pub source_slices: u64,
     /// Bytes of source files read.
     pub source_bytes: u64,
+    /// Bytes of blobs stored (both tiers get each blob once).
+    pub stored_bytes: u64,
     /// Time spent generating (decoding sources, reducing, encoding, storing), summed over
     /// threads.
     pub generating: Duration,
@@ -284,6 +287,7 @@ impl PyramidBuilder {
         Ok(Pyramid {
             inner: Arc::new(Inner {
                 demand,
+                foreground: std::sync::atomic::AtomicUsize::new(0),
                 storer: Storer::new(memory.clone(), disk.clone()),
                 spare: Spare::default(),
                 memory,
@@ -324,10 +328,27 @@ struct Inner {
     pool: Option<Arc<rayon::ThreadPool>>,
     storer: Storer,
     demand: Arc<Demand>,
+    foreground: std::sync::atomic::AtomicUsize,
     spare: Spare,
     slices: Flights<SliceKey, Arc<Slice>>,
     streams: Flights<u32, ()>,
     counters: Counters,
+}
+
+/// Marks a request in progress, so that warm-up holds back (see [`crate::warmup`]).
+struct Foreground<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Foreground<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Foreground<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Foreground(count)
+    }
+}
+
+impl Drop for Foreground<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Drop for Inner {
@@ -472,6 +493,7 @@ impl Pyramid {
     /// [`Error::InvalidArgument`] naming the valid range when `level` or `z` is out of range;
     /// decoding errors of the source files involved, naming the file.
     pub fn slice(&self, level: u32, z: u32) -> Result<Slice> {
+        let _foreground = Foreground::enter(&self.inner.foreground);
         let info = self.level(level)?;
         Self::check_z(&info, z)?;
         self.count_slice(level, z);
@@ -533,6 +555,7 @@ impl Pyramid {
     /// # Errors
     /// [`Error::InvalidArgument`] for a level out of range; decoding errors naming the file.
     pub fn volume(&self, level: u32) -> Result<Volume> {
+        let _foreground = Foreground::enter(&self.inner.foreground);
         let info = self.level(level)?;
         self.count_level(level);
         let n = info.slice_bytes();
@@ -555,6 +578,7 @@ impl Pyramid {
     /// [`Error::InvalidArgument`] naming the valid range when `level` or `index` is out of
     /// range; decoding errors naming the file.
     pub fn section(&self, level: u32, axis: Axis, index: u32) -> Result<Slice> {
+        let _foreground = Foreground::enter(&self.inner.foreground);
         let info = self.level(level)?;
         let (extent, out_w) = match axis {
             Axis::X => (info.width, info.height),
@@ -607,6 +631,7 @@ impl Pyramid {
     /// errors naming the source file; [`Error::Io`]/[`Error::Encode`] naming the file that
     /// could not be written. On error `out` is left as it was.
     pub fn export_ctharvester(&self, out: &Path, levels: Option<&[u32]>) -> Result<ExportReport> {
+        let _foreground = Foreground::enter(&self.inner.foreground);
         let wanted = export::wanted_levels(&self.inner.stack, &self.inner.stream.rule, levels)?;
         for &l in &wanted {
             self.count_level(l);
@@ -651,6 +676,7 @@ impl Pyramid {
             stream_builds: c.stream_builds.get(),
             source_slices: c.source_slices.get(),
             source_bytes: c.source_bytes.get(),
+            stored_bytes: self.inner.storer.stored_bytes(),
             generating: Duration::from_nanos(c.generating_ns.get()),
             requests: c.requests.iter().map(Counter::get).collect(),
         }
@@ -785,12 +811,7 @@ impl Pyramid {
 
     fn fully_stored(&self, level: u32) -> bool {
         let info = self.inner.levels[level as usize];
-        (0..info.depth).all(|z| {
-            let key = SliceKey::new(level, z);
-            self.inner.memory.contains(key)
-                || self.inner.storer.is_pending(key)
-                || self.inner.disk.contains(key)
-        })
+        (0..info.depth).all(|z| self.is_stored(SliceKey::new(level, z)))
     }
 
     /// Hands every slice of each level in `wanted` (sorted) to `f`: levels >= 1 from the tiers
@@ -891,6 +912,36 @@ impl Pyramid {
             .generating_ns
             .add(started.elapsed().as_nanos() as u64);
         Ok(())
+    }
+
+    /// Starts building, in the background, what users will ask for (see [`crate::warmup`]).
+    /// The run stops when the returned handle is cancelled or dropped.
+    pub fn warm_up(&self, options: WarmupOptions) -> WarmupHandle {
+        crate::warmup::start(self, options)
+    }
+
+    /// Bytes of blobs stored so far.
+    pub(crate) fn stored_bytes(&self) -> u64 {
+        self.inner.storer.stored_bytes()
+    }
+
+    /// Whether `key` is stored (or being stored) in a tier.
+    pub(crate) fn is_stored(&self, key: SliceKey) -> bool {
+        self.inner.memory.contains(key)
+            || self.inner.storer.is_pending(key)
+            || self.inner.disk.contains(key)
+    }
+
+    /// Requests in progress now.
+    pub(crate) fn foreground_requests(&self) -> usize {
+        self.inner
+            .foreground
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes and stores slice `key` for a warm-up run (not counted as a request).
+    pub(crate) fn warm_slice(&self, key: SliceKey) -> Result<()> {
+        self.level_slice(key).map(|_| ())
     }
 
     /// The sample type of every level (the source's).

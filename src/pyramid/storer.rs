@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use crate::codec::{self, FilterChoice};
 use crate::geometry::SliceKey;
 use crate::slice::Slice;
-use crate::store::{Blob, DiskStore, MemoryStore};
+use crate::store::{Blob, Counter, DiskStore, MemoryStore};
 
 /// Slices waiting for the storing thread.
 const QUEUE: usize = 4;
@@ -30,6 +30,7 @@ struct Shared {
     memory: MemoryStore,
     disk: DiskStore,
     pending: DashMap<SliceKey, Arc<Slice>>,
+    stored_bytes: Counter,
     backlog: Mutex<usize>,
     drained: Condvar,
 }
@@ -39,6 +40,7 @@ impl Shared {
         // A failed disk write is counted and warned about by the disk tier; the blob is still
         // served from memory.
         let _ = self.disk.put(key, &blob);
+        self.stored_bytes.add(blob.len() as u64);
         self.memory.insert(key, blob);
     }
 
@@ -63,6 +65,7 @@ impl Storer {
             memory,
             disk,
             pending: DashMap::new(),
+            stored_bytes: Counter::default(),
             backlog: Mutex::new(0),
             drained: Condvar::new(),
         });
@@ -134,6 +137,11 @@ impl Storer {
     /// Whether `key` is waiting to be stored.
     pub(crate) fn is_pending(&self, key: SliceKey) -> bool {
         self.shared.pending.contains_key(&key)
+    }
+
+    /// Bytes of blobs stored so far.
+    pub(crate) fn stored_bytes(&self) -> u64 {
+        self.shared.stored_bytes.get()
     }
 
     /// Waits until every slice handed over so far is stored.
