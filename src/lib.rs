@@ -80,7 +80,7 @@ pub use error::{Error, Result};
 pub use export::{ExportOptions, ExportReport, ctharvester_path, export_ctharvester};
 pub use geometry::{LevelInfo, LevelRule, SliceKey, dependent_slice, source_range};
 pub use phantom::{Phantom, sample_stack};
-pub use pyramid::{Axis, Pyramid, PyramidBuilder, PyramidStats, Volume};
+pub use pyramid::{Axis, Pyramid, PyramidBuilder, PyramidStats, Served, Volume};
 pub use slice::{Pixels, Sample, SampleType, Slice};
 pub use source::{SliceInfo, SourceFile, Stack, StackPattern, StackReader};
 pub use store::{DiskOptions, DiskStore, Manifest, MemoryStore};

@@ -68,6 +68,32 @@ pub enum Axis {
     Z,
 }
 
+/// Where a requested slice came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Served {
+    /// The memory tier (or a slice generated moments ago, still being stored).
+    Memory,
+    /// The disk tier (now promoted to memory).
+    Disk,
+    /// Generated for this request (or by a concurrent request it waited for).
+    Generated,
+    /// Decoded from its source file (level 0).
+    Source,
+}
+
+impl Served {
+    /// Lower-case name: `memory`, `disk`, `generated` or `source`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Served::Memory => "memory",
+            Served::Disk => "disk",
+            Served::Generated => "generated",
+            Served::Source => "source",
+        }
+    }
+}
+
 /// A whole level: `depth` slices of `width` x `height`, z-major (slice after slice, each
 /// row-major).
 #[derive(Debug, Clone, PartialEq)]
@@ -330,7 +356,7 @@ struct Inner {
     demand: Arc<Demand>,
     foreground: std::sync::atomic::AtomicUsize,
     spare: Spare,
-    slices: Flights<SliceKey, Arc<Slice>>,
+    slices: Flights<SliceKey, (Arc<Slice>, Served)>,
     streams: Flights<u32, ()>,
     counters: Counters,
 }
@@ -493,15 +519,24 @@ impl Pyramid {
     /// [`Error::InvalidArgument`] naming the valid range when `level` or `z` is out of range;
     /// decoding errors of the source files involved, naming the file.
     pub fn slice(&self, level: u32, z: u32) -> Result<Slice> {
+        self.slice_served(level, z).map(|(s, _)| s)
+    }
+
+    /// [`Pyramid::slice`], also saying where the slice came from (for viewers that show it,
+    /// and for measuring the tiers).
+    ///
+    /// # Errors
+    /// As [`Pyramid::slice`].
+    pub fn slice_served(&self, level: u32, z: u32) -> Result<(Slice, Served)> {
         let _foreground = Foreground::enter(&self.inner.foreground);
         let info = self.level(level)?;
         Self::check_z(&info, z)?;
         self.count_slice(level, z);
         if level == 0 {
-            return self.read_source(z);
+            return Ok((self.read_source(z)?, Served::Source));
         }
-        self.level_slice(SliceKey::new(level, z))
-            .map(|s| Arc::try_unwrap(s).unwrap_or_else(|shared| (*shared).clone()))
+        self.level_slice_served(SliceKey::new(level, z))
+            .map(|(s, from)| (Arc::try_unwrap(s).unwrap_or_else(|shared| (*shared).clone()), from))
     }
 
     /// The `width` x `height` rectangle at (`x`, `y`) of slice `z` of `level`.
@@ -710,37 +745,42 @@ impl Pyramid {
 
     /// The stored slice of `key` from memory, else waiting to be stored, else from disk
     /// (promoted to memory).
-    fn stored(&self, key: SliceKey) -> Option<Arc<Slice>> {
+    fn stored(&self, key: SliceKey) -> Option<(Arc<Slice>, Served)> {
         if let Some(blob) = self.inner.memory.get(key)
             && let Some(s) = self.decode(key, &blob)
         {
-            return Some(Arc::new(s));
+            return Some((Arc::new(s), Served::Memory));
         }
         if let Some(s) = self.inner.storer.pending(key) {
-            return Some(s);
+            return Some((s, Served::Memory));
         }
         let blob = self.inner.disk.get(key)?;
         let slice = self.decode(key, &blob)?;
         self.inner.memory.insert(key, blob);
-        Some(Arc::new(slice))
+        Some((Arc::new(slice), Served::Disk))
     }
 
     /// A slice of level >= 1: stored, or generated once however many threads ask at once.
     fn level_slice(&self, key: SliceKey) -> Result<Arc<Slice>> {
-        if let Some(s) = self.stored(key) {
-            return Ok(s);
+        self.level_slice_served(key).map(|(s, _)| s)
+    }
+
+    /// [`Pyramid::level_slice`], saying where the slice came from.
+    fn level_slice_served(&self, key: SliceKey) -> Result<(Arc<Slice>, Served)> {
+        if let Some(found) = self.stored(key) {
+            return Ok(found);
         }
         let (result, role) = self.inner.slices.join(key, || {
             // It may have been stored between our miss and our flight.
             if let Some(s) = self.inner.storer.pending(key) {
-                return Ok(s);
+                return Ok((s, Served::Memory));
             }
             if let Some(blob) = self.inner.memory.peek(key)
                 && let Some(s) = self.decode(key, &blob)
             {
-                return Ok(Arc::new(s));
+                return Ok((Arc::new(s), Served::Memory));
             }
-            self.generate(key)
+            self.generate(key).map(|s| (s, Served::Generated))
         });
         if role == Role::Waited {
             self.inner.counters.coalesced.incr();
@@ -912,6 +952,12 @@ impl Pyramid {
             .generating_ns
             .add(started.elapsed().as_nanos() as u64);
         Ok(())
+    }
+
+    /// Whether every slice of `level` is stored (or being stored) in a tier, so that a
+    /// whole-level request would not build anything. Level 0 (the source) always is.
+    pub fn is_level_stored(&self, level: u32) -> bool {
+        level == 0 || (level as usize) < self.inner.levels.len() && self.fully_stored(level)
     }
 
     /// Starts building, in the background, what users will ask for (see [`crate::warmup`]).
