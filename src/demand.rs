@@ -189,6 +189,8 @@ struct State {
     base: Tally,
     /// Requests seen since then.
     fresh: Tally,
+    /// Requests being saved right now (still counted by readers).
+    saving: Tally,
 }
 
 /// Request statistics of one pyramid. `Send + Sync`.
@@ -260,14 +262,19 @@ impl Demand {
         let t = now_secs();
         let state = self.lock();
         let get = |tally: &Tally| tally.levels.get(&level).map_or(0.0, |s| s.at(t));
-        get(&state.base) + get(&state.fresh)
+        get(&state.base) + get(&state.fresh) + get(&state.saving)
     }
 
     /// The ranking now: levels by score, and the most requested slices.
     pub fn ranking(&self) -> DemandRanking {
         let t = now_secs();
-        let mut all = self.lock().base.clone();
-        all.merge(&self.lock().fresh);
+        let all = {
+            let state = self.lock();
+            let mut all = state.base.clone();
+            all.merge(&state.fresh);
+            all.merge(&state.saving);
+            all
+        };
         let mut levels: Vec<LevelDemand> = all
             .levels
             .iter()
@@ -301,19 +308,27 @@ impl Demand {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let fresh = std::mem::take(&mut self.lock().fresh);
-        if fresh.is_empty() {
-            return Ok(());
-        }
+        let fresh = {
+            let mut state = self.lock();
+            if state.fresh.is_empty() || !state.saving.is_empty() {
+                // Nothing new, or another thread is saving: its save or the next one counts.
+                return Ok(());
+            }
+            let fresh = std::mem::take(&mut state.fresh);
+            state.saving = fresh.clone();
+            fresh
+        };
         let result = self.save_locked(dir, &fresh);
+        let mut state = self.lock();
+        let saved = std::mem::take(&mut state.saving);
         match result {
             Ok(written) => {
-                self.lock().base = written;
+                state.base = written;
                 Ok(())
             }
             Err(e) => {
                 // Keep the requests for the next save.
-                self.lock().fresh.merge(&fresh);
+                state.fresh.merge(&saved);
                 Err(e)
             }
         }

@@ -302,8 +302,9 @@ impl PyramidBuilder {
             Demand::in_memory()
         });
         if self.demand_priority {
-            // Priority classes a factor of two apart, so that levels of similar demand share
-            // the tier by recency and only clearly hotter levels win outright.
+            // Priority classes at powers of two of the score: levels 4x or more apart always
+            // fall in different classes (the hotter one wins outright), closer ones may share a
+            // class and then share the tiers by recency.
             let ranked = Arc::clone(&demand);
             let priority: PriorityFn =
                 Arc::new(move |key: SliceKey| (1.0 + ranked.level_score(key.level)).log2().floor());
@@ -536,7 +537,12 @@ impl Pyramid {
             return Ok((self.read_source(z)?, Served::Source));
         }
         self.level_slice_served(SliceKey::new(level, z))
-            .map(|(s, from)| (Arc::try_unwrap(s).unwrap_or_else(|shared| (*shared).clone()), from))
+            .map(|(s, from)| {
+                (
+                    Arc::try_unwrap(s).unwrap_or_else(|shared| (*shared).clone()),
+                    from,
+                )
+            })
     }
 
     /// The `width` x `height` rectangle at (`x`, `y`) of slice `z` of `level`.

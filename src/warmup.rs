@@ -81,7 +81,8 @@ pub struct WarmupProgress {
     pub total: u64,
     /// Slices of the chosen levels already stored when it started.
     pub already_stored: u64,
-    /// Bytes of blobs stored while it ran (its own slices and what they were made from).
+    /// Bytes of blobs stored into the cache while it ran: its own slices, what they were made
+    /// from, and anything stored for requests meanwhile (the byte budget counts the same).
     pub bytes: u64,
     /// Time since it started.
     pub elapsed: Duration,
