@@ -157,7 +157,13 @@ fn run() -> Result<(), String> {
                         let (level, depth) = levels[(x as usize) % levels.len()];
                         let path = format!("/api/slice/{level}/{}.png", (x >> 8) % depth);
                         if conn.is_none() {
-                            conn = TcpStream::connect(host).ok().map(BufReader::new);
+                            conn = TcpStream::connect(host)
+                                .ok()
+                                .inspect(|s| {
+                                    // Requests are single small writes: no Nagle delay.
+                                    let _ = s.set_nodelay(true);
+                                })
+                                .map(BufReader::new);
                         }
                         let Some(stream) = conn.as_mut() else {
                             errors += 1;

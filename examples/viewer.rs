@@ -105,7 +105,7 @@ fn json_reply(status: u16, body: &Value) -> Reply {
 
 struct App {
     pyr: Pyramid,
-    /// The default contrast window: the value range of the coarsest level.
+    /// The default contrast window: the value range of the coarsest level's middle slice.
     window: (f64, f64),
     warmup: Mutex<Warmup>,
 }
@@ -164,10 +164,19 @@ fn window(query: &str, default: (f64, f64)) -> Result<(f64, f64), Fail> {
 /// The slice windowed to 8-bit gray and encoded as PNG.
 fn png(slice: &Slice, (lo, hi): (f64, f64)) -> Result<Vec<u8>, Fail> {
     let scale = 255.0 / (hi - lo);
-    let map = |v: f64| ((v - lo) * scale).round().clamp(0.0, 255.0) as u8;
+    // Round half up by adding 0.5 before truncating (f64::round costs more than the rest).
+    let map = |v: f64| ((v - lo) * scale + 0.5).clamp(0.0, 255.0) as u8;
+    // Integer samples go through a lookup table of every possible value.
+    let table = |n: usize| (0..n).map(|v| map(v as f64)).collect::<Vec<u8>>();
     let gray: Vec<u8> = match slice.pixels() {
-        Pixels::U8(v) => v.iter().map(|&x| map(f64::from(x))).collect(),
-        Pixels::U16(v) => v.iter().map(|&x| map(f64::from(x))).collect(),
+        Pixels::U8(v) => {
+            let lut = table(256);
+            v.iter().map(|&x| lut[usize::from(x)]).collect()
+        }
+        Pixels::U16(v) => {
+            let lut = table(65536);
+            v.iter().map(|&x| lut[usize::from(x)]).collect()
+        }
         Pixels::F32(v) => v.iter().map(|&x| map(f64::from(x))).collect(),
         _ => return Err(Fail(500, "unknown sample type".into())),
     };
@@ -380,6 +389,18 @@ fn settle(slot: &mut Warmup) {
     }
 }
 
+/// The server on 127.0.0.1:`port`, with Nagle's algorithm off: tiny_http writes a reply's head
+/// and body separately, and with Nagle on, the body's last segment waits for the client's
+/// delayed ACK of the head (40 ms per image). Accepted sockets inherit the option on Linux.
+fn listen(port: u16) -> Result<Server, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("cannot listen on 127.0.0.1:{port}: {e}");
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|e| fail(&e))?;
+    let socket = socket2::Socket::from(listener);
+    // Without it replies are slower, never wrong.
+    let _ = socket.set_tcp_nodelay(true);
+    Server::from_listener(std::net::TcpListener::from(socket), None).map_err(|e| fail(&e))
+}
+
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let stack_dir = match args.stack {
@@ -398,14 +419,16 @@ fn run() -> Result<(), String> {
         eprintln!("warning: {w}");
     }
     let top = pyr.levels().len() as u32 - 1;
-    let coarse = pyr.volume(top).map_err(|e| e.to_string())?;
+    // The default window: the value range of the middle slice of the coarsest level (one
+    // lazily made slice, so the page is up at once whatever the stack's size).
+    let middle = pyr.levels()[top as usize].depth / 2;
+    let coarse = pyr.slice(top, middle).map_err(|e| e.to_string())?;
     let app = Arc::new(App {
         window: range(coarse.pixels()),
         pyr,
         warmup: Mutex::new(Warmup::Idle),
     });
-    let server = Server::http(("127.0.0.1", args.port))
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
+    let server = listen(args.port)?;
     let addr = server
         .server_addr()
         .to_ip()
@@ -423,6 +446,9 @@ fn run() -> Result<(), String> {
                     let reply = app.route(request.method(), request.url()).unwrap_or_else(
                         |Fail(status, message)| json_reply(status, &json!({"error": message})),
                     );
+                    // Whole bodies with a Content-Length: chunked replies are sent in pieces that
+                    // meet the peer's delayed ACK (40 ms stalls per image).
+                    let reply = reply.with_chunked_threshold(usize::MAX);
                     // A client that went away is not our error.
                     let _ = request.respond(reply);
                 }
