@@ -14,7 +14,8 @@
 //!   disk is whole, and the next run carries on from there.
 //! - **Foreground first**: before each slice the run waits while any request of the pyramid is
 //!   in progress, so a viewer's `slice()` never queues behind a batch of warm-up work (at most
-//!   behind the one slice being made).
+//!   behind the one slice being made). A client that keeps requests in flight without pause
+//!   therefore holds the run back until it pauses: the viewer's time comes first.
 //! - **Budgets**: a time budget and a byte budget (bytes of blobs stored while the run went)
 //!   end the run early, with the outcome [`WarmupOutcome::BudgetReached`].
 //! - **Cancel** takes effect between slices: within one slice's work.
