@@ -328,11 +328,19 @@ impl App {
 
     fn warmup_json(&self) -> Value {
         let mut slot = self.warmup.lock().unwrap_or_else(PoisonError::into_inner);
-        settle(&mut slot);
-        let (p, outcome) = match &*slot {
-            Warmup::Idle => return Value::Null,
-            Warmup::Running(handle) => (handle.progress(), "running".to_string()),
-            Warmup::Ended(p, outcome) => (*p, outcome.clone()),
+        let (p, outcome) = loop {
+            settle(&mut slot);
+            match &*slot {
+                Warmup::Idle => return Value::Null,
+                Warmup::Running(handle) => {
+                    let p = handle.progress();
+                    // It ended between settle() and progress(): settle again for its outcome.
+                    if !p.finished {
+                        break (p, "running".to_string());
+                    }
+                }
+                Warmup::Ended(p, outcome) => break (*p, outcome.clone()),
+            }
         };
         json!({
             "level": p.level, "done": p.done, "total": p.total, "bytes": p.bytes,
@@ -449,8 +457,23 @@ fn run() -> Result<(), String> {
                     // Whole bodies with a Content-Length: chunked replies are sent in pieces that
                     // meet the peer's delayed ACK (40 ms stalls per image).
                     let reply = reply.with_chunked_threshold(usize::MAX);
-                    // A client that went away is not our error.
-                    let _ = request.respond(reply);
+                    // Answering drains the request's unread body. A body of over 1 KiB (or
+                    // chunked) is read from the socket then, with no timeout: a client that
+                    // announces one and withholds it would hold this worker. None of our
+                    // endpoints reads a body, so such requests are answered on a thread of
+                    // their own. A client that went away is not our error.
+                    let streams_body = request.body_length().is_some_and(|n| n > 1024)
+                        || request
+                            .headers()
+                            .iter()
+                            .any(|h| h.field.equiv("Transfer-Encoding"));
+                    if streams_body {
+                        std::thread::spawn(move || {
+                            let _ = request.respond(reply);
+                        });
+                    } else {
+                        let _ = request.respond(reply);
+                    }
                 }
             })
         })
