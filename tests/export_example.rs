@@ -7,23 +7,12 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::tree;
+use common::{example_binary, tree};
 use lodcache::Phantom;
 
 /// The export example cargo built next to this test (`target/<profile>/examples/export`).
 fn example() -> PathBuf {
-    example_named("export")
-}
-
-/// An example binary cargo built next to this test (`target/<profile>/examples/<name>`).
-fn example_named(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let path = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.is_file(), "{} not built", path.display());
-    path
+    example_binary("export")
 }
 
 #[test]
@@ -146,7 +135,7 @@ fn bench_example_prints_its_table() {
     let tmp = tempfile::tempdir().unwrap();
     let stack = tmp.path().join("stack");
     Phantom::new(96, 80, 12).write(&stack).unwrap();
-    let run = Command::new(example_named("bench"))
+    let run = Command::new(example_binary("bench"))
         .arg(&stack)
         .args(["--edge", "16", "--runs", "1"])
         .output()
@@ -168,7 +157,7 @@ fn bench_example_prints_its_table() {
     ] {
         assert!(stdout.contains(row), "no {row:?} row in\n{stdout}");
     }
-    let bad = Command::new(example_named("bench"))
+    let bad = Command::new(example_binary("bench"))
         .arg(tmp.path().join("missing"))
         .output()
         .unwrap();

@@ -4,9 +4,10 @@
 //! statistics and the warm-up; bad ones get a 4xx status with a useful JSON `{"error": ...}`
 //! and the server keeps serving.
 
+mod common;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -25,17 +26,6 @@ const LEVELS: [(u32, u32, u32); 3] = [(300, 260, 20), (150, 130, 10), (75, 65, 5
 /// How long the server may take to start, and to answer one request.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An example binary cargo built next to this test (`target/<profile>/examples/<name>`).
-fn example_named(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let path = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.is_file(), "{} not built", path.display());
-    path
-}
 
 /// A running viewer; dropping it kills the server, so a failing test leaks no process.
 struct Viewer {
@@ -58,7 +48,7 @@ impl Viewer {
         let tmp = tempfile::tempdir().unwrap();
         let stack = tmp.path().join("stack");
         Phantom::new(SIZE.0, SIZE.1, SIZE.2).write(&stack).unwrap();
-        let child = Command::new(example_named("viewer"))
+        let child = Command::new(common::example_binary("viewer"))
             .arg(&stack)
             .args(["--edge", EDGE, "--port", "0", "--cache"])
             .arg(tmp.path().join("cache"))

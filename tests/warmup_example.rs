@@ -3,6 +3,8 @@
 //! missing stack exits non-zero naming it, and Ctrl-C cancels with exit code 130 and a cache
 //! that the next run resumes from.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -11,13 +13,7 @@ use lodcache::{LevelInfo, LevelRule, Phantom, Stack, sample_stack};
 
 /// The warmup example cargo built next to this test (`target/<profile>/examples/warmup`).
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let path = profile_dir
-        .join("examples")
-        .join(format!("warmup{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.is_file(), "{} not built", path.display());
-    path
+    common::example_binary("warmup")
 }
 
 /// A path as an argument (temporary folders have UTF-8 names).

@@ -166,3 +166,14 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// An example binary cargo built next to this test (`target/<profile>/examples/<name>`).
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.is_file(), "{} not built", path.display());
+    path
+}
