@@ -274,6 +274,10 @@ impl App {
             (["api", "warmup", "cancel"], false) if *method == Method::Post => {
                 Ok(json_reply(200, &self.cancel_warmup()))
             }
+            (["api", "warmup", "start" | "cancel"], _) => Err(Fail(
+                405,
+                format!("{method} is not allowed on {path}; use POST"),
+            )),
             (["api", ..], true) | ([], false) | (["index.html"], false) => {
                 if get {
                     Err(Fail(404, format!("no such endpoint: {path}")))
