@@ -172,6 +172,8 @@ struct Inner {
     counters: Counters,
     warnings: Mutex<Vec<String>>,
     priority: RwLock<Option<PriorityFn>>,
+    /// Fault injection: every write fails while set (see [`DiskStore::inject_write_errors`]).
+    fail_writes: std::sync::atomic::AtomicBool,
 }
 
 /// Blob files in a cache folder, checked on read, written atomically, kept under a budget.
@@ -429,6 +431,7 @@ impl DiskStore {
                 counters,
                 warnings: Mutex::new(warnings),
                 priority: RwLock::new(None),
+                fail_writes: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         store.enforce_budget();
@@ -447,6 +450,7 @@ impl DiskStore {
                 counters: Counters::default(),
                 warnings: Mutex::new(Vec::new()),
                 priority: RwLock::new(None),
+                fail_writes: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -563,12 +567,26 @@ impl DiskStore {
             ));
         }
         let path = blob_path(&self.inner.dir, key);
-        let written = path
-            .parent()
-            .map_or(Ok(()), |p| {
-                std::fs::create_dir_all(p).map_err(|e| Error::io("creating", p, e))
-            })
-            .and_then(|()| fsutil::write_atomic(&path, blob));
+        let injected = self
+            .inner
+            .fail_writes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let written = if injected {
+            Err(Error::io(
+                "writing",
+                &path,
+                std::io::Error::other("injected write error (fault test)"),
+            ))
+        } else {
+            Ok(())
+        };
+        let written = written.and_then(|()| {
+            path.parent()
+                .map_or(Ok(()), |p| {
+                    std::fs::create_dir_all(p).map_err(|e| Error::io("creating", p, e))
+                })
+                .and_then(|()| fsutil::write_atomic(&path, blob))
+        });
         if let Err(e) = written {
             self.inner.counters.write_errors.incr();
             self.warn(e.to_string());
@@ -584,6 +602,16 @@ impl DiskStore {
             self.enforce_budget();
         }
         Ok(())
+    }
+
+    /// Makes every following write fail (`true`) or succeed again (`false`), as a full or
+    /// broken disk would: for fault tests. A failed write is counted and warned about, and the
+    /// pyramid goes on serving from memory.
+    #[doc(hidden)]
+    pub fn inject_write_errors(&self, fail: bool) {
+        self.inner
+            .fail_writes
+            .store(fail, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether a blob of `key` is known to be on disk (not checked).
