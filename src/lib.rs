@@ -6,7 +6,9 @@
 //! its pyramid halves width, height and slice count of level `n - 1` with a 2x2x2 box mean,
 //! until the larger side is at most an edge (500 by default). A [`Pyramid`] serves any slice,
 //! region, volume or section of any level, making exactly what is asked for and keeping it as
-//! compressed blobs ([`codec`]) in a memory tier and a cache folder ([`store`]). Below it sit
+//! compressed blobs ([`codec`]) in a memory tier and a cache folder ([`store`]). It counts what
+//! users ask for ([`demand`]), keeps the most requested levels resident under pressure, and
+//! builds them first in the background ([`Pyramid::warm_up`], [`warmup`]). Below it sit
 //! the stack reader ([`Stack`]), the exact parallel kernel ([`kernel`]), the one-pass streaming
 //! builder ([`stream_levels`]) and the CTHarvester-layout writer ([`export_ctharvester`]).
 //!
