@@ -384,6 +384,21 @@ impl SliceDecoder {
                 let head = cursor
                     .fill_buf()
                     .map_err(|e| Error::io("reading", path, e))?;
+                // An uncompressed BMP shorter than its rows is refused before the slice
+                // buffer is allocated (a 1 KB file may claim gigabytes); reading the header
+                // alone (probing) still works.
+                if out.is_some()
+                    && let Some(need) = bmp_uncompressed_len(head)
+                    && need > self.file_len
+                {
+                    return Err(Error::decode(
+                        path,
+                        format!(
+                            "truncated: its header needs {need} bytes of rows but the file has {}",
+                            self.file_len
+                        ),
+                    ));
+                }
                 let plain_8_bit = bmp_is_plain_8_bit(head);
                 bmp_rows = bmp8_rows(head).filter(|_| plain_8_bit);
                 let mut d = image::codecs::bmp::BmpDecoder::new(cursor).map_err(err)?;
@@ -485,6 +500,41 @@ fn bmp_is_plain_8_bit(file: &[u8]) -> bool {
         Some(_) => u16_at(28) == Some(8) && u32_at(30) == Some(0),
         None => false,
     }
+}
+
+/// The bytes an uncompressed BMP needs (pixel data offset + rows padded to 4 bytes), from its
+/// first bytes; `None` for compressed (RLE, JPEG, PNG) BMPs, whose size cannot be told this
+/// way.
+fn bmp_uncompressed_len(head: &[u8]) -> Option<u64> {
+    let u16_at = |at: usize| {
+        head.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        head.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let offset = u64::from(u32_at(10)?);
+    let (width, height, bits) = match u32_at(14)? {
+        12 => (
+            u64::from(u16_at(18)?),
+            u64::from(u16_at(20)?),
+            u64::from(u16_at(24)?),
+        ),
+        _ => {
+            // BI_RGB (0) and BI_BITFIELDS (3, 6) store rows as they are.
+            if !matches!(u32_at(30)?, 0 | 3 | 6) {
+                return None;
+            }
+            (
+                u64::from((u32_at(18)? as i32).unsigned_abs()),
+                u64::from((u32_at(22)? as i32).unsigned_abs()),
+                u64::from(u16_at(28)?),
+            )
+        }
+    };
+    let stride = (width * bits).div_ceil(32) * 4;
+    Some(offset.saturating_add(stride.saturating_mul(height)))
 }
 
 /// Where the rows of a BMP start and whether they are stored top-down, from its first bytes.
