@@ -174,6 +174,32 @@ struct Inner {
     priority: RwLock<Option<PriorityFn>>,
     /// Fault injection: every write fails while set (see [`DiskStore::inject_write_errors`]).
     fail_writes: std::sync::atomic::AtomicBool,
+    /// The manifest this store vouches for, and the last seen identity of its file.
+    manifest: Option<Manifest>,
+    manifest_seen: Mutex<Option<FileStamp>>,
+    /// Set once another open rewrote the manifest for a changed stack: writes stop.
+    superseded: std::sync::atomic::AtomicBool,
+}
+
+/// What tells a file's versions apart without reading it: size, modification time, inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(FileStamp {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        inode,
+    })
 }
 
 /// Blob files in a cache folder, checked on read, written atomically, kept under a budget.
@@ -432,6 +458,9 @@ impl DiskStore {
                 warnings: Mutex::new(warnings),
                 priority: RwLock::new(None),
                 fail_writes: std::sync::atomic::AtomicBool::new(false),
+                manifest_seen: Mutex::new(stamp(&manifest_path)),
+                manifest: Some(manifest.clone()),
+                superseded: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         store.enforce_budget();
@@ -451,6 +480,9 @@ impl DiskStore {
                 warnings: Mutex::new(Vec::new()),
                 priority: RwLock::new(None),
                 fail_writes: std::sync::atomic::AtomicBool::new(false),
+                manifest: None,
+                manifest_seen: Mutex::new(None),
+                superseded: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -566,6 +598,9 @@ impl DiskStore {
                 format!("{key} is outside the pyramid's cached levels"),
             ));
         }
+        if !self.manifest_still_ours() {
+            return Ok(());
+        }
         let path = blob_path(&self.inner.dir, key);
         let injected = self
             .inner
@@ -612,6 +647,40 @@ impl DiskStore {
         self.inner
             .fail_writes
             .store(fail, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the folder's manifest is still the one this store opened with. Another process
+    /// that opens the folder for a changed stack rewrites it; from then on this store's slices
+    /// may come from old sources and must not be written where the new manifest vouches for
+    /// them, so writing stops (with a warning). One `stat` per write; the file is read only
+    /// when it changed.
+    fn manifest_still_ours(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.inner.superseded.load(Ordering::Relaxed) {
+            return false;
+        }
+        let path = self.inner.dir.join(MANIFEST);
+        let now = stamp(&path);
+        let mut seen = lock(&self.inner.manifest_seen);
+        if now.is_some() && now == *seen {
+            return true;
+        }
+        let same = Manifest::load(&path)
+            .ok()
+            .flatten()
+            .is_some_and(|m| Some(&m) == self.inner.manifest.as_ref());
+        if same {
+            *seen = now;
+            return true;
+        }
+        drop(seen);
+        self.inner.superseded.store(true, Ordering::Relaxed);
+        self.warn(format!(
+            "{} was rewritten by another process for a changed stack; this process stops \
+             writing to the cache folder (reopen to use it again)",
+            path.display()
+        ));
+        false
     }
 
     /// Whether a blob of `key` is known to be on disk (not checked).
