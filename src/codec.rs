@@ -555,6 +555,13 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// The longest a valid blob of a slice of `level` can be: header, plane table and the worst
+/// case LZ4 output. A file longer than this is damaged without being read.
+pub fn max_blob_len(level: &LevelInfo) -> u64 {
+    let raw = level.slice_bytes();
+    (HEADER_LEN + 5 * level.sample_type.bytes() + get_maximum_output_size(raw).max(raw)) as u64
+}
+
 /// Checks `blob` against slice `z` of `level` without decompressing it: magic, version, every
 /// header field, the lengths and the checksum.
 ///

@@ -540,6 +540,20 @@ impl DiskStore {
             return None;
         };
         let path = blob_path(&self.inner.dir, key);
+        // A file larger than any blob of this slice can be is not read into memory at all.
+        let longest = codec::max_blob_len(level);
+        if let Ok(meta) = std::fs::metadata(&path)
+            && meta.is_file()
+            && meta.len() > longest
+        {
+            let reason = format!(
+                "{} bytes, more than a blob of it can hold ({longest})",
+                meta.len()
+            );
+            self.discard_corrupt(key, &path, &reason);
+            counters.misses.incr();
+            return None;
+        }
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) => {
