@@ -568,6 +568,13 @@ pub fn max_blob_len(level: &LevelInfo) -> u64 {
 /// # Errors
 /// The first check that fails, as a [`BlobError`].
 pub fn verify(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, BlobError> {
+    let header = check_fields(blob, level, z)?;
+    check_sum(blob)?;
+    Ok(header)
+}
+
+/// Every check of [`verify`] but the checksum.
+fn check_fields(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, BlobError> {
     if blob.len() < 4 || blob[0..4] != MAGIC {
         if blob.len() < 4 {
             return Err(BlobError::Truncated {
@@ -658,12 +665,17 @@ pub fn verify(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, Blob
     if compression == Compression::Stored && header.payload_len != expected_raw {
         return Err(field("stored length", expected_raw, header.payload_len));
     }
+    Ok(header)
+}
+
+/// The checksum check of [`verify`].
+fn check_sum(blob: &[u8]) -> Result<(), BlobError> {
     let stored = u64_at(blob, 44);
     let computed = checksum(&blob[..CHECKED_HEADER], &blob[HEADER_LEN..]);
     if stored != computed {
         return Err(BlobError::Checksum { stored, computed });
     }
-    Ok(header)
+    Ok(())
 }
 
 fn lz4_exact(input: &[u8], into: &mut [u8]) -> Result<(), BlobError> {
@@ -734,6 +746,27 @@ pub fn decode_into(
     out: &mut Slice,
 ) -> Result<BlobHeader, BlobError> {
     let header = verify(blob, level, z)?;
+    expand(blob, &header, level, out)?;
+    Ok(header)
+}
+
+/// Decodes a blob that was verified when it entered the tier holding it (a blob read from
+/// disk is verified by the disk tier; one encoded here needs no check): every check of
+/// [`verify`] but the checksum, which would hash the payload a second time.
+pub(crate) fn decode_verified(blob: &[u8], level: &LevelInfo, z: u32) -> Result<Slice, BlobError> {
+    let header = check_fields(blob, level, z)?;
+    let mut out = Slice::zeroed(0, 0, level.sample_type);
+    expand(blob, &header, level, &mut out)?;
+    Ok(out)
+}
+
+/// Decompresses the payload of a checked blob into `out`.
+fn expand(
+    blob: &[u8],
+    header: &BlobHeader,
+    level: &LevelInfo,
+    out: &mut Slice,
+) -> Result<(), BlobError> {
     out.reshape(level.width, level.height, level.sample_type);
     let payload = &blob[HEADER_LEN..];
     let dst = out.pixels_mut().as_bytes_mut();
@@ -763,7 +796,7 @@ pub fn decode_into(
             })?;
         }
     }
-    Ok(header)
+    Ok(())
 }
 
 /// Decodes `blob` as slice `z` of `level` into a new slice.

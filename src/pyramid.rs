@@ -737,9 +737,11 @@ impl Pyramid {
     }
 
     /// Decodes `blob` as `key`; a blob that fails is dropped from both tiers and counted.
+    /// Blobs in the tiers were verified (checksum included) when they entered them, so the
+    /// checksum is not computed again here; every other check is.
     fn decode(&self, key: SliceKey, blob: &Blob) -> Option<Slice> {
         let info = &self.inner.levels[key.level as usize];
-        match codec::decode(blob, info, key.z) {
+        match codec::decode_verified(blob, info, key.z) {
             Ok(s) => Some(s),
             Err(e) => {
                 self.inner.memory.remove(key);

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Volume as Naive, phantom_volume, values};
+use common::{Volume as Naive, blob_files, phantom_volume, temp_files, values};
 use lodcache::store::{DiskMode, blob_path};
 use lodcache::{Phantom, Pyramid, PyramidBuilder, Served, SliceKey, WarmupOptions, WarmupOutcome};
 
@@ -117,38 +117,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Every file under `dir`, two levels deep as a cache folder is, tolerating files that vanish
-/// while listed.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(top) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in top.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Ok(inner) = std::fs::read_dir(&path) {
-                out.extend(inner.flatten().map(|e| e.path()));
-            }
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 fn blob_count(cache: &Path) -> usize {
-    files(cache)
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "blob"))
-        .count()
-}
-
-fn temp_files(cache: &Path) -> Vec<PathBuf> {
-    files(cache)
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains(".tmp-"))
-        .collect()
+    blob_files(cache).len()
 }
 
 /// Whether a blob is being written in `cache` (a blob's temporary file exists).

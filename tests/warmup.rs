@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{Volume as Naive, phantom_volume, values};
+use common::{Volume as Naive, blob_files, phantom_volume, temp_files, values};
 use lodcache::store::blob_path;
 use lodcache::{
     Phantom, Pyramid, PyramidBuilder, Slice, SliceKey, WarmupHandle, WarmupOptions, WarmupOutcome,
@@ -139,42 +139,6 @@ impl Scan {
         assert_eq!(pyr.stats().source_slices, 0, "{what}");
         stored
     }
-}
-
-/// Blob files under a cache folder.
-fn blob_files(cache: &Path) -> Vec<PathBuf> {
-    files(cache)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "blob"))
-        .collect()
-}
-
-/// Files under a cache folder whose names mark an unfinished write.
-fn temp_files(cache: &Path) -> Vec<PathBuf> {
-    files(cache)
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains(".tmp-"))
-        .collect()
-}
-
-/// Every file under `dir` (two levels deep, as a cache folder is), tolerating files that
-/// vanish while listed.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(top) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in top.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Ok(inner) = std::fs::read_dir(&path) {
-                out.extend(inner.flatten().map(|e| e.path()));
-            }
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Runs `work` on its own thread and fails the test if it has not finished in `limit`, instead

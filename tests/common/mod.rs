@@ -177,3 +177,39 @@ pub fn example_binary(name: &str) -> PathBuf {
     assert!(path.is_file(), "{} not built", path.display());
     path
 }
+
+/// Every file under `dir`, two levels deep as a cache folder is, tolerating files that vanish
+/// while listed.
+pub fn cache_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(top) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in top.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Ok(inner) = std::fs::read_dir(&path) {
+                out.extend(inner.flatten().map(|e| e.path()));
+            }
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Blob files under a cache folder.
+pub fn blob_files(cache: &Path) -> Vec<PathBuf> {
+    cache_files(cache)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "blob"))
+        .collect()
+}
+
+/// Files under a cache folder whose names mark an unfinished write.
+pub fn temp_files(cache: &Path) -> Vec<PathBuf> {
+    cache_files(cache)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".tmp-"))
+        .collect()
+}
