@@ -1,7 +1,9 @@
 //! The streaming builder: every level of a stack in one pass over the source slices.
 //!
-//! Source slices are decoded in z order on their own I/O threads (plain threads, not the rayon
-//! pool), a bounded read-ahead ahead of the kernel. Each level keeps at most one pending slice
+//! Level 1 is made on reading threads (plain threads, not the rayon pool), a bounded read-ahead
+//! ahead of the rest: each reads a pair of source files and reduces it
+//! ([`crate::StackReader::reduce_pair`]: band by band for plain TIFFs, whole slices otherwise),
+//! pairs in z order split among the threads. Each level above keeps at most one pending slice
 //! waiting for its pair; a completed pair is reduced (in parallel, on the rayon pool) into the
 //! next level, which may complete a pair there, and so on. At the end each level's lone pending
 //! slice becomes its level's last slice (the 2x2 mean), from the bottom up. Every source byte is
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::geometry::{LevelInfo, LevelRule};
-use crate::kernel::reduce_slices;
+use crate::kernel::reduce_slices_here;
 use crate::slice::Slice;
 use crate::source::Stack;
 
@@ -26,8 +28,9 @@ pub struct StreamOptions {
     pub rule: LevelRule,
     /// Stop after this level (levels above are not computed). Default: the rule's last level.
     pub max_level: Option<u32>,
-    /// Threads decoding source slices ahead of the kernel. Each holds at most two decoded
-    /// slices (three when alone). Default: 2, or 1 on a one-core machine.
+    /// Threads reading source pairs into level-1 slices ahead of the rest. Each holds at most
+    /// two level-1 slices (three when alone) and, for files that are not read by rows, two
+    /// decoded source slices. Default: the number of cores, at most 4.
     pub decode_threads: usize,
 }
 
@@ -37,7 +40,7 @@ impl Default for StreamOptions {
         StreamOptions {
             rule: LevelRule::default(),
             max_level: None,
-            decode_threads: cores.min(2),
+            decode_threads: cores.clamp(1, 4),
         }
     }
 }
@@ -51,14 +54,14 @@ pub struct StreamStats {
     pub source_bytes: u64,
     /// Slices produced per level (index 0 is always 0: the source is not produced).
     pub produced: Vec<u64>,
-    /// Source-slice buffers allocated by the decoder threads: bounded by the thread count,
+    /// Level-1 slice buffers allocated by the reading threads: bounded by the thread count,
     /// whatever the depth (every buffer is recycled).
     pub source_buffers: usize,
-    /// Level-slice buffers allocated by the cascade: at most two per level.
+    /// Buffers of levels 2 and up allocated by the cascade: at most two per level.
     pub level_buffers: usize,
-    /// Time the consumer waited for decoded slices (read-ahead too slow when large).
+    /// Time the consumer waited for level-1 slices (read-ahead too slow when large).
     pub waited: Duration,
-    /// Time spent in the kernel.
+    /// Time spent in the kernel above level 1 (level 1 is made on the reading threads).
     pub kernel: Duration,
     /// Time spent in the sink (the caller's handling of produced slices).
     pub sink: Duration,
@@ -76,6 +79,8 @@ pub(crate) struct Cascade {
     spare: Vec<Vec<Slice>>,
     produced: Vec<u64>,
     allocated: usize,
+    /// Level-1 slices handed back so far (they come back in z order).
+    recycled: u32,
     kernel: Duration,
     sink: Duration,
 }
@@ -95,6 +100,7 @@ impl Cascade {
             spare: (0..n).map(|_| Vec::new()).collect(),
             produced: vec![0; n],
             allocated: 0,
+            recycled: 0,
             kernel: Duration::ZERO,
             sink: Duration::ZERO,
         }
@@ -107,17 +113,18 @@ impl Cascade {
         })
     }
 
-    /// Hands a consumed level-`level` slice back: source buffers to `recycle`, others to spare.
+    /// Hands a consumed level-`level` slice back: level-1 buffers (the reading threads') to
+    /// `recycle`, others to spare.
     fn release(&mut self, level: usize, slice: Slice, recycle: &mut Vec<Slice>) {
-        if level == 0 {
+        if level == 1 {
             recycle.push(slice);
         } else {
             self.spare[level].push(slice);
         }
     }
 
-    /// Takes slice number `next` of `level` (< top); pairs it with the pending one.
-    pub(crate) fn feed(
+    /// Takes the next slice of `level` (< top); pairs it with the pending one.
+    fn feed(
         &mut self,
         level: usize,
         slice: Slice,
@@ -130,7 +137,7 @@ impl Cascade {
         };
         let mut out = self.buffer(level + 1);
         let t = Instant::now();
-        let reduced = reduce_slices(&first, Some(&slice), &mut out);
+        let reduced = reduce_slices_here(&first, Some(&slice), &mut out);
         self.kernel += t.elapsed();
         self.release(level, first, recycle);
         self.release(level, slice, recycle);
@@ -138,7 +145,8 @@ impl Cascade {
         self.emit(level + 1, out, sink, recycle)
     }
 
-    fn emit(
+    /// Takes the next slice of `level`: hands it to the sink, then pairs it for the level above.
+    pub(crate) fn emit(
         &mut self,
         level: usize,
         out: Slice,
@@ -155,7 +163,7 @@ impl Cascade {
         if level < self.top {
             self.feed(level, out, sink, recycle)
         } else {
-            self.spare[level].push(out);
+            self.release(level, out, recycle);
             Ok(())
         }
     }
@@ -166,7 +174,7 @@ impl Cascade {
             if let Some(lone) = self.pending[level].take() {
                 let mut out = self.buffer(level + 1);
                 let t = Instant::now();
-                let reduced = reduce_slices(&lone, None, &mut out);
+                let reduced = reduce_slices_here(&lone, None, &mut out);
                 self.kernel += t.elapsed();
                 self.release(level, lone, recycle);
                 reduced?;
@@ -212,7 +220,7 @@ pub fn stream_levels(
         stats.elapsed = started.elapsed();
         return Ok(stats);
     }
-    let depth = stack.depth();
+    let pairs = stack.depth().div_ceil(2);
     let threads = options.decode_threads.clamp(1, 16);
     let per_thread = if threads == 1 { 3 } else { 2 };
     let stop = AtomicBool::new(false);
@@ -231,7 +239,7 @@ pub fn stream_levels(
             handles.push(scope.spawn(move || {
                 let mut reader = stack.reader();
                 let mut allocated = 0;
-                for z in (t as u32..depth).step_by(threads) {
+                for z in (t as u32..pairs).step_by(threads) {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
@@ -246,7 +254,7 @@ pub fn stream_levels(
                             Err(_) => break,
                         },
                     };
-                    let result = reader.read_into(z, &mut buf).map(|()| buf);
+                    let result = reader.reduce_pair(z, &mut buf).map(|()| buf);
                     let failed = result.is_err();
                     if tx.send((z, result)).is_err() || failed {
                         break;
@@ -260,7 +268,7 @@ pub fn stream_levels(
         let mut run = || -> Result<()> {
             let mut early: BTreeMap<u32, Slice> = BTreeMap::new();
             let mut recycle = Vec::new();
-            for z in 0..depth {
+            for z in 0..pairs {
                 let slice = loop {
                     if let Some(s) = early.remove(&z) {
                         break s;
@@ -279,19 +287,19 @@ pub fn stream_levels(
                         Err(_) => {
                             return Err(Error::invalid(
                                 "stream",
-                                format!("decoder threads stopped before slice {z}"),
+                                format!("reading threads stopped before level-1 slice {z}"),
                             ));
                         }
                     }
                 };
-                stats.source_slices += 1;
-                cascade.feed(0, slice, &mut sink, &mut recycle)?;
-                // A completed pair releases source slices z-1 and z, in that order: each buffer
-                // goes back to the thread that decoded it, which keeps every thread within its
-                // own buffer count (a thread that has finished just drops it).
-                let released = recycle.len() as u32;
-                for (i, b) in recycle.drain(..).enumerate() {
-                    let owner = (z + 1 + i as u32 - released) as usize % threads;
+                stats.source_slices += if 2 * z + 1 < stack.depth() { 2 } else { 1 };
+                cascade.emit(1, slice, &mut sink, &mut recycle)?;
+                // Level-1 slices come back in the order they were made: each buffer goes back
+                // to the thread that made it, which keeps every thread within its own buffer
+                // count (a thread that has finished just drops it).
+                for b in recycle.drain(..) {
+                    let owner = cascade.recycled as usize % threads;
+                    cascade.recycled += 1;
                     let _ = free_tx[owner].send(b);
                 }
             }
@@ -308,7 +316,7 @@ pub fn stream_levels(
                     stats.source_buffers += buffers;
                 }
                 Err(_) => {
-                    return Err(Error::invalid("stream", "a decoder thread panicked"));
+                    return Err(Error::invalid("stream", "a reading thread panicked"));
                 }
             }
         }

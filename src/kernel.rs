@@ -111,7 +111,7 @@ pub fn par_reduce_2x2x2<T: Sample>(
         .for_each(|(i, chunk)| reduce_rows(a, b, width, i * rows_per_task, chunk));
 }
 
-fn typed_reduce<T: Sample>(a: &Slice, b: Option<&Slice>, dst: &mut Slice) -> Option<()> {
+fn typed_reduce<T: Sample>(a: &Slice, b: Option<&Slice>, dst: &mut Slice, par: bool) -> Option<()> {
     let (w, h) = (a.width() as usize, a.height() as usize);
     let a = a.samples::<T>()?;
     let b = match b {
@@ -119,15 +119,67 @@ fn typed_reduce<T: Sample>(a: &Slice, b: Option<&Slice>, dst: &mut Slice) -> Opt
         None => None,
     };
     let out = T::view_mut(dst.pixels_mut())?;
-    par_reduce_2x2x2(a, b, w, h, out);
+    if par {
+        par_reduce_2x2x2(a, b, w, h, out);
+    } else {
+        reduce_2x2x2(a, b, w, h, out);
+    }
     Some(())
 }
 
-/// Makes `dst` the reduction of `a` and `b` (or of `a` alone), reusing `dst`'s allocation.
+/// Makes `dst` the reduction of `a` and `b` (or of `a` alone), reusing `dst`'s allocation,
+/// split over the current rayon pool.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] when `a` and `b` differ in size or sample type.
 pub fn reduce_slices(a: &Slice, b: Option<&Slice>, dst: &mut Slice) -> Result<()> {
+    reduce_slices_with(a, b, dst, true)
+}
+
+/// [`reduce_slices`] on this thread alone.
+///
+/// # Errors
+/// As [`reduce_slices`].
+pub fn reduce_slices_here(a: &Slice, b: Option<&Slice>, dst: &mut Slice) -> Result<()> {
+    reduce_slices_with(a, b, dst, false)
+}
+
+fn typed_band<T: Sample + bytemuck::Pod>(
+    a: &[u8],
+    b: Option<&[u8]>,
+    width: usize,
+    rows: usize,
+    dst: &mut Slice,
+    out: std::ops::Range<usize>,
+) {
+    let a = bytemuck::cast_slice::<u8, T>(a);
+    let b = b.map(bytemuck::cast_slice::<u8, T>);
+    if let Some(dst) = T::view_mut(dst.pixels_mut()) {
+        reduce_2x2x2(a, b, width, rows, &mut dst[out]);
+    }
+}
+
+/// Reduces a band of `rows` input rows (`a` and `b` as raw native-order samples of `dst`'s
+/// type, `width` samples a row, 8-byte aligned) into samples `out` of `dst`, on this thread.
+///
+/// # Panics
+/// When the lengths do not match or the bands are not aligned for the sample type.
+pub(crate) fn reduce_bytes(
+    a: &[u8],
+    b: Option<&[u8]>,
+    width: usize,
+    rows: usize,
+    dst: &mut Slice,
+    out: std::ops::Range<usize>,
+) {
+    match dst.sample_type() {
+        crate::SampleType::U8 => typed_band::<u8>(a, b, width, rows, dst, out),
+        crate::SampleType::U16 => typed_band::<u16>(a, b, width, rows, dst, out),
+        crate::SampleType::F32 => typed_band::<f32>(a, b, width, rows, dst, out),
+    }
+}
+
+fn reduce_slices_with(a: &Slice, b: Option<&Slice>, dst: &mut Slice, par: bool) -> Result<()> {
     if let Some(b) = b
         && (b.width() != a.width()
             || b.height() != a.height()
@@ -140,9 +192,9 @@ pub fn reduce_slices(a: &Slice, b: Option<&Slice>, dst: &mut Slice) -> Result<()
     }
     dst.reshape(a.width() / 2, a.height() / 2, a.sample_type());
     let done = match a.pixels() {
-        Pixels::U8(_) => typed_reduce::<u8>(a, b, dst),
-        Pixels::U16(_) => typed_reduce::<u16>(a, b, dst),
-        Pixels::F32(_) => typed_reduce::<f32>(a, b, dst),
+        Pixels::U8(_) => typed_reduce::<u8>(a, b, dst, par),
+        Pixels::U16(_) => typed_reduce::<u16>(a, b, dst, par),
+        Pixels::F32(_) => typed_reduce::<f32>(a, b, dst, par),
     };
     // reshape() above made dst's type match a's, and b's was checked.
     done.ok_or_else(|| Error::invalid("kernel inputs", "sample types differ"))

@@ -31,14 +31,13 @@ mod storer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flight::{Flights, Role};
 use storer::Storer;
 
 use crate::cascade::{StreamOptions, stream_levels};
-use crate::codec::{self, FilterChoice, Prepared};
+use crate::codec;
 use crate::demand::{Demand, DemandRanking};
 use crate::error::{Error, Result};
 use crate::export::{self, ExportReport};
@@ -53,9 +52,6 @@ use crate::warmup::{WarmupHandle, WarmupOptions};
 
 /// Default memory budget: 512 MiB of compressed blobs.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 512 << 20;
-
-/// Blobs waiting for the storing thread during a streaming build.
-const STORE_QUEUE: usize = 8;
 
 /// An axis of a level's volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -311,12 +307,19 @@ impl PyramidBuilder {
             memory.set_priority(Arc::clone(&priority));
             disk.set_priority(priority);
         }
+        let foreground = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let storers = stream.decode_threads;
         Ok(Pyramid {
             inner: Arc::new(Inner {
                 demand,
-                foreground: std::sync::atomic::AtomicUsize::new(0),
-                storer: Storer::new(memory.clone(), disk.clone()),
-                spare: Spare::default(),
+                storer: Storer::new(
+                    memory.clone(),
+                    disk.clone(),
+                    storers,
+                    Arc::clone(&foreground),
+                ),
+                helpers: Helpers::default(),
+                foreground,
                 memory,
                 disk,
                 stack,
@@ -355,8 +358,10 @@ struct Inner {
     pool: Option<Arc<rayon::ThreadPool>>,
     storer: Storer,
     demand: Arc<Demand>,
-    foreground: std::sync::atomic::AtomicUsize,
-    spare: Spare,
+    /// Helper threads generating halves of slices now (bounded by the core count).
+    helpers: Helpers,
+    /// Requests in progress (warm-up and the storing threads hold back while there are any).
+    foreground: Arc<std::sync::atomic::AtomicUsize>,
     slices: Flights<SliceKey, (Arc<Slice>, Served)>,
     streams: Flights<u32, ()>,
     counters: Counters,
@@ -378,37 +383,49 @@ impl Drop for Foreground<'_> {
     }
 }
 
+/// Counts helper threads, so that a deep request does not start one per slice it needs.
+#[derive(Debug)]
+struct Helpers {
+    running: std::sync::atomic::AtomicUsize,
+    cores: usize,
+}
+
+impl Default for Helpers {
+    fn default() -> Self {
+        Helpers {
+            running: std::sync::atomic::AtomicUsize::new(0),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// One helper thread's place; given back on drop.
+struct HelperPlace<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Helpers {
+    /// A place for one more helper thread, if fewer than the cores are running.
+    fn enter(&self) -> Option<HelperPlace<'_>> {
+        use std::sync::atomic::Ordering;
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.cores).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| HelperPlace(&self.running))
+    }
+}
+
+impl Drop for HelperPlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // The storer's own drop finishes its queue; the statistics are saved here.
         if let Err(e) = self.demand.save() {
             log::warn!("lodcache: request statistics not saved: {e}");
-        }
-    }
-}
-
-/// Source-slice buffers kept for reuse by lazy generation (a few: two per generating thread
-/// are in use at a time).
-#[derive(Debug, Default)]
-struct Spare(std::sync::Mutex<Vec<Slice>>);
-
-impl Spare {
-    const KEEP: usize = 4;
-
-    fn take(&self) -> Option<Slice> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop()
-    }
-
-    fn give(&self, buffer: Slice) {
-        let mut spare = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if spare.len() < Self::KEEP {
-            spare.push(buffer);
         }
     }
 }
@@ -725,11 +742,7 @@ impl Pyramid {
 
     fn read_source(&self, z: u32) -> Result<Slice> {
         let mut reader = self.inner.stack.reader();
-        let mut out = self
-            .inner
-            .spare
-            .take()
-            .unwrap_or_else(|| Slice::zeroed(0, 0, self.sample_type()));
+        let mut out = Slice::zeroed(0, 0, self.sample_type());
         reader.read_into(z, &mut out)?;
         self.inner.counters.source_slices.incr();
         self.inner.counters.source_bytes.add(reader.bytes_read());
@@ -796,49 +809,50 @@ impl Pyramid {
         result
     }
 
-    /// A slice of `level` (0: decoded from its file) for generating the level above.
+    /// A slice of `level` (>= 1) for generating the level above.
     fn child(&self, level: u32, z: u32) -> Result<Arc<Slice>> {
-        if level == 0 {
-            self.read_source(z).map(Arc::new)
-        } else {
-            self.level_slice(SliceKey::new(level, z))
-        }
+        self.level_slice(SliceKey::new(level, z))
     }
 
     fn generate(&self, key: SliceKey) -> Result<Arc<Slice>> {
-        let below = self.inner.levels[key.level as usize - 1];
-        let (a, b) = if 2 * key.z + 1 >= below.depth {
-            (self.child(below.level, 2 * key.z)?, None)
-        } else if below.level == 0 {
-            // Two source files: decode them at once, one on a helper thread (plain: decoding
-            // is blocking I/O). Only at the bottom, so one request decodes at most two files
-            // at a time whatever its level.
-            let (a, b) = std::thread::scope(|scope| {
-                let second = scope.spawn(|| self.read_source(2 * key.z + 1));
-                let first = self.read_source(2 * key.z);
-                let second = second.join().unwrap_or_else(|_| {
-                    Err(Error::invalid(
-                        "source decoding",
-                        "the decoding thread panicked",
-                    ))
-                });
-                (first, second)
-            });
-            (Arc::new(a?), Some(Arc::new(b?)))
-        } else {
-            let a = self.child(below.level, 2 * key.z)?;
-            (a, Some(self.child(below.level, 2 * key.z + 1)?))
-        };
         let started = Instant::now();
-        let mut out = Slice::zeroed(0, 0, below.sample_type);
-        self.in_pool(|| crate::kernel::reduce_slices(&a, b.as_deref(), &mut out))?;
-        // Source buffers go back to the spare pool: reusing them saves a page fault per 4 KiB.
-        if below.level == 0 {
-            for child in std::iter::once(a).chain(b) {
-                if let Ok(buffer) = Arc::try_unwrap(child) {
-                    self.inner.spare.give(buffer);
-                }
-            }
+        let mut out = Slice::zeroed(0, 0, self.sample_type());
+        if key.level == 1 {
+            // Straight from the two source files, band by band where they allow it.
+            let mut reader = self.inner.stack.reader();
+            reader.reduce_pair(key.z, &mut out)?;
+            let pair = if 2 * key.z + 1 < self.inner.stack.depth() {
+                2
+            } else {
+                1
+            };
+            self.inner.counters.source_slices.add(pair);
+            self.inner.counters.source_bytes.add(reader.bytes_read());
+        } else {
+            let below = self.inner.levels[key.level as usize - 1];
+            let (first, second) = (2 * key.z, 2 * key.z + 1);
+            let (a, b) = if second >= below.depth {
+                (self.child(below.level, first)?, None)
+            } else if let Some(_helper) = self.inner.helpers.enter() {
+                // The two halves at once, the second on a plain helper thread (not a rayon
+                // worker, so that it joins other requests' flights instead of repeating them).
+                let (a, b) = std::thread::scope(|scope| {
+                    let helper = scope.spawn(|| self.child(below.level, second));
+                    let a = self.child(below.level, first);
+                    let b = helper.join().unwrap_or_else(|_| {
+                        Err(Error::invalid(
+                            "slice generation",
+                            "a helper thread panicked",
+                        ))
+                    });
+                    (a, b)
+                });
+                (a?, Some(b?))
+            } else {
+                let a = self.child(below.level, first)?;
+                (a, Some(self.child(below.level, second)?))
+            };
+            self.in_pool(|| crate::kernel::reduce_slices(&a, b.as_deref(), &mut out))?;
         }
         let out = Arc::new(out);
         self.inner.storer.store(key, Arc::clone(&out));
@@ -902,8 +916,9 @@ impl Pyramid {
         Ok(())
     }
 
-    /// One streaming pass up to level `top`: every produced slice not stored yet is encoded
-    /// and stored on a separate thread; slices of the `wanted` levels also go to `f`.
+    /// One streaming pass up to level `top`: every produced slice not stored yet is handed to
+    /// the storing threads (a copy: the stream reuses its buffers); slices of the `wanted`
+    /// levels also go to `f`.
     fn stream_build(&self, top: u32, wanted: &[u32], f: &mut SliceSink<'_>) -> Result<()> {
         self.inner.counters.stream_builds.incr();
         let started = Instant::now();
@@ -911,43 +926,17 @@ impl Pyramid {
             max_level: Some(top),
             ..self.inner.stream.clone()
         };
-        // The stream's thread filters each new slice into a recycled buffer (the one copy it
-        // needs anyway); storing threads, as many as the decoders, compress and write.
-        let (to_store, jobs) = mpsc::sync_channel::<Prepared>(STORE_QUEUE);
-        let (recycle, spare) = mpsc::channel::<Vec<u8>>();
-        let jobs = std::sync::Mutex::new(jobs);
-        let storers = options.decode_threads.clamp(1, 8);
-        let streamed = std::thread::scope(|scope| {
-            for _ in 0..storers {
-                let (jobs, recycle) = (&jobs, recycle.clone());
-                scope.spawn(move || {
-                    loop {
-                        let next = jobs
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .recv();
-                        let Ok(prepared) = next else { break };
-                        self.inner.storer.keep(prepared.key(), prepared.compress());
-                        let _ = recycle.send(prepared.into_buffer());
-                    }
-                });
-            }
-            drop(recycle);
-            self.in_pool(move || {
-                stream_levels(&self.inner.stack, &options, move |level, z, slice| {
-                    let key = SliceKey::new(level, z);
-                    if !(self.inner.memory.contains(key) || self.inner.disk.contains(key)) {
-                        let buf = spare.try_recv().unwrap_or_default();
-                        let prepared = codec::prepare(slice, key, FilterChoice::Auto, buf);
-                        self.inner.counters.generated.incr();
-                        // The storing thread runs until this sender is dropped.
-                        let _ = to_store.send(prepared);
-                    }
-                    if wanted.contains(&level) {
-                        f(level, z, slice)?;
-                    }
-                    Ok(())
-                })
+        let streamed = self.in_pool(|| {
+            stream_levels(&self.inner.stack, &options, |level, z, slice| {
+                let key = SliceKey::new(level, z);
+                if !self.is_stored(key) {
+                    self.inner.storer.store(key, Arc::new(slice.clone()));
+                    self.inner.counters.generated.incr();
+                }
+                if wanted.contains(&level) {
+                    f(level, z, slice)?;
+                }
+                Ok(())
             })
         })?;
         self.inner

@@ -1,28 +1,52 @@
-//! Storing behind the request: a generated slice is handed to a background thread that
-//! encodes it and keeps it in both tiers, so that a request waits for decoding and the kernel
-//! only. Until it is stored, the slice is served from a small pending map, so nothing is
-//! generated twice meanwhile. The queue is bounded: when it is full the caller stores the
-//! slice itself (back-pressure, and memory stays bounded by a few slices).
+//! Storing behind the request: a generated slice is handed to background threads that encode
+//! it and keep it in both tiers, so that a request waits for reading and the kernel only. Until
+//! it is stored, the slice is served from the pending map, so nothing is generated twice
+//! meanwhile.
+//!
+//! The storing threads hold back while requests are in progress: on a machine with few cores
+//! the encoder would otherwise take a core from the request that made the slice. Waiting slices
+//! share the memory budget with the memory tier: when the tier and the backlog together would
+//! go over it, the request waits until the storing threads (no longer holding back) have made
+//! room (a slice is always let into an empty backlog). So memory stays within the budget plus
+//! one slice, and a whole-level build whose by-products fit is not slowed by their encoding.
 
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use dashmap::DashMap;
 
 use crate::codec::{self, FilterChoice};
 use crate::geometry::SliceKey;
 use crate::slice::Slice;
-use crate::store::{Blob, Counter, DiskStore, MemoryStore};
+use crate::store::{Counter, DiskStore, MemoryStore};
 
-/// Slices waiting for the storing thread.
-const QUEUE: usize = 4;
+/// How often held-back storing threads look whether requests have ended.
+const POLL: Duration = Duration::from_millis(2);
 
-/// A slice handed to the storing thread.
+/// A slice handed to the storing threads.
 type Job = (SliceKey, Arc<Slice>);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn slice_bytes(slice: &Slice) -> u64 {
+    slice.pixels().as_bytes().len() as u64
+}
+
+#[derive(Debug, Default)]
+struct Backlog {
+    queue: VecDeque<Job>,
+    /// Slices queued or being stored, and their raw bytes.
+    jobs: usize,
+    bytes: u64,
+    /// Callers waiting for room or for the backlog to drain: the storing threads work for
+    /// them even while requests are in progress.
+    waiting: usize,
+    closed: bool,
 }
 
 #[derive(Debug)]
@@ -31,102 +55,132 @@ struct Shared {
     disk: DiskStore,
     pending: DashMap<SliceKey, Arc<Slice>>,
     stored_bytes: Counter,
-    backlog: Mutex<usize>,
-    drained: Condvar,
+    backlog: Mutex<Backlog>,
+    changed: Condvar,
+    /// Requests in progress.
+    foreground: Arc<AtomicUsize>,
 }
 
 impl Shared {
-    fn keep(&self, key: SliceKey, blob: Blob) {
+    fn store_now(&self, key: SliceKey, slice: &Arc<Slice>) {
+        let blob = codec::encode(slice, key, FilterChoice::Auto);
         // A failed disk write is counted and warned about by the disk tier; the blob is still
         // served from memory.
         let _ = self.disk.put(key, &blob);
         self.stored_bytes.add(blob.len() as u64);
         self.memory.insert(key, blob);
-    }
-
-    fn store_now(&self, key: SliceKey, slice: &Arc<Slice>) {
-        self.keep(key, codec::encode(slice, key, FilterChoice::Auto));
         // Only our own entry: a later generation of the same key may have replaced it.
         self.pending.remove_if(&key, |_, p| Arc::ptr_eq(p, slice));
     }
+
+    /// Bytes the backlog may hold now: what the memory tier leaves of the budget (one slice
+    /// is always let in: see [`Storer::store`]).
+    fn room(&self) -> u64 {
+        self.memory.budget().saturating_sub(self.memory.bytes())
+    }
+
+    fn work(&self) {
+        let mut backlog = lock(&self.backlog);
+        loop {
+            let busy = self.foreground.load(Ordering::Relaxed) > 0;
+            if !busy || backlog.waiting > 0 || backlog.closed {
+                if let Some((key, slice)) = backlog.queue.pop_front() {
+                    drop(backlog);
+                    self.store_now(key, &slice);
+                    backlog = lock(&self.backlog);
+                    backlog.jobs -= 1;
+                    backlog.bytes -= slice_bytes(&slice);
+                    self.changed.notify_all();
+                    continue;
+                }
+                if backlog.closed {
+                    return;
+                }
+            }
+            backlog = if backlog.queue.is_empty() {
+                self.changed
+                    .wait(backlog)
+                    .unwrap_or_else(PoisonError::into_inner)
+            } else {
+                self.changed
+                    .wait_timeout(backlog, POLL)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            };
+        }
+    }
 }
 
-/// The background storing thread and its pending map.
+/// The background storing threads and their pending map.
 #[derive(Debug)]
 pub(crate) struct Storer {
     shared: Arc<Shared>,
-    tx: Mutex<Option<SyncSender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Storer {
-    pub(crate) fn new(memory: MemoryStore, disk: DiskStore) -> Storer {
+    /// `threads` storing threads (none: every store happens on the caller); `foreground`
+    /// counts the requests in progress.
+    pub(crate) fn new(
+        memory: MemoryStore,
+        disk: DiskStore,
+        threads: usize,
+        foreground: Arc<AtomicUsize>,
+    ) -> Storer {
         let shared = Arc::new(Shared {
             memory,
             disk,
             pending: DashMap::new(),
             stored_bytes: Counter::default(),
-            backlog: Mutex::new(0),
-            drained: Condvar::new(),
+            backlog: Mutex::new(Backlog::default()),
+            changed: Condvar::new(),
+            foreground,
         });
-        let (tx, jobs) = mpsc::sync_channel::<Job>(QUEUE);
-        let worker = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("lodcache-store".into())
-            .spawn(move || {
-                for (key, slice) in jobs {
-                    worker.store_now(key, &slice);
-                    let mut backlog = lock(&worker.backlog);
-                    *backlog -= 1;
-                    if *backlog == 0 {
-                        worker.drained.notify_all();
-                    }
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let worker = Arc::clone(&shared);
+            match std::thread::Builder::new()
+                .name(format!("lodcache-store-{i}"))
+                .spawn(move || worker.work())
+            {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    log::warn!("lodcache: storing thread not started ({e})");
+                    break;
                 }
-            });
-        // Without a thread (the system refused one) every store happens on the caller.
-        let (tx, thread) = match thread {
-            Ok(handle) => (Some(tx), Some(handle)),
-            Err(e) => {
-                log::warn!("lodcache: no storing thread ({e}); storing on the caller");
-                (None, None)
             }
-        };
+        }
         Storer {
             shared,
-            tx: Mutex::new(tx),
-            thread: Mutex::new(thread),
+            threads: Mutex::new(handles),
         }
     }
 
-    /// Stores `slice` as `key`: behind the caller when the queue has room, else right now.
+    /// Stores `slice` as `key` behind the caller, after waiting for room in the backlog if
+    /// needed; on the caller when there is no storing thread.
     pub(crate) fn store(&self, key: SliceKey, slice: Arc<Slice>) {
-        self.shared.pending.insert(key, Arc::clone(&slice));
-        let tx = lock(&self.tx).clone();
-        let Some(tx) = tx else {
-            self.shared.store_now(key, &slice);
+        let shared = &self.shared;
+        shared.pending.insert(key, Arc::clone(&slice));
+        if lock(&self.threads).is_empty() {
+            shared.store_now(key, &slice);
             return;
-        };
-        *lock(&self.shared.backlog) += 1;
-        match tx.try_send((key, slice)) {
-            Ok(()) => {}
-            Err(TrySendError::Full((key, slice)) | TrySendError::Disconnected((key, slice))) => {
-                self.settle(1);
-                self.shared.store_now(key, &slice);
-            }
         }
-    }
-
-    fn settle(&self, n: usize) {
-        let mut backlog = lock(&self.shared.backlog);
-        *backlog -= n;
-        if *backlog == 0 {
-            self.shared.drained.notify_all();
+        let bytes = slice_bytes(&slice);
+        let mut backlog = lock(&shared.backlog);
+        // An empty backlog takes any slice, so a slice larger than the room cannot wait forever.
+        while backlog.jobs > 0 && backlog.bytes + bytes > shared.room() {
+            backlog.waiting += 1;
+            shared.changed.notify_all();
+            backlog = shared
+                .changed
+                .wait(backlog)
+                .unwrap_or_else(PoisonError::into_inner);
+            backlog.waiting -= 1;
         }
-    }
-
-    /// Keeps an already encoded blob in both tiers, on the caller.
-    pub(crate) fn keep(&self, key: SliceKey, blob: Blob) {
-        self.shared.keep(key, blob);
+        backlog.queue.push_back((key, slice));
+        backlog.jobs += 1;
+        backlog.bytes += bytes;
+        shared.changed.notify_all();
     }
 
     /// A generated slice still waiting to be stored.
@@ -144,24 +198,29 @@ impl Storer {
         self.shared.stored_bytes.get()
     }
 
-    /// Waits until every slice handed over so far is stored.
+    /// Waits until every slice handed over so far is stored (the storing threads do not hold
+    /// back for requests meanwhile).
     pub(crate) fn flush(&self) {
-        let mut backlog = lock(&self.shared.backlog);
-        while *backlog > 0 {
-            backlog = self
-                .shared
-                .drained
+        let shared = &self.shared;
+        let mut backlog = lock(&shared.backlog);
+        backlog.waiting += 1;
+        shared.changed.notify_all();
+        while backlog.jobs > 0 {
+            backlog = shared
+                .changed
                 .wait(backlog)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        backlog.waiting -= 1;
     }
 }
 
 impl Drop for Storer {
     fn drop(&mut self) {
-        // Closing the queue ends the thread once it has stored everything queued.
-        lock(&self.tx).take();
-        if let Some(thread) = lock(&self.thread).take() {
+        // The threads store everything queued, then end.
+        lock(&self.shared.backlog).closed = true;
+        self.shared.changed.notify_all();
+        for thread in lock(&self.threads).drain(..) {
             let _ = thread.join();
         }
     }

@@ -52,6 +52,18 @@ enum Layout {
 }
 
 use super::input::Input;
+use super::rows::Rows;
+
+/// What [`SliceDecoder::tiff_header`] read.
+struct TiffHeader {
+    info: SliceInfo,
+    channels: usize,
+    layout: Layout,
+    /// The Compression tag (1: none).
+    compression: u16,
+    /// Bytes the tiff crate writes when reading the whole image.
+    buffer_len: usize,
+}
 
 /// Decodes slice files, reusing one conversion buffer.
 #[derive(Debug)]
@@ -175,6 +187,100 @@ impl SliceDecoder {
         self.run(path, Some(expected), Some(out)).map(|_| ())
     }
 
+    /// Opens `path` for reading its rows straight from the file when its samples lie there as
+    /// they are: an uncompressed gray TIFF in strips, without predictor, lower values darker.
+    /// `None` for anything else (decode it whole). Checks size and type against `expected`.
+    pub(crate) fn rows(&mut self, path: &Path, expected: &SliceInfo) -> Result<Option<Rows>> {
+        use tiff::tags::Tag;
+        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        self.file_len = file.metadata().map_or(0, |m| m.len());
+        let mut input = Input::new(file);
+        let head = input
+            .fill_buf()
+            .map_err(|e| Error::io("reading", path, e))?;
+        if sniff(path, &head[..head.len().min(8)])? != Format::Tiff {
+            return Ok(None);
+        }
+        let (mut dec, header) = self.tiff_header(path, input, Some(expected))?;
+        let err = |e: tiff::TiffError| Error::decode(path, e);
+        let photometric: Option<u16> = dec
+            .find_tag_unsigned(Tag::PhotometricInterpretation)
+            .map_err(err)?;
+        let predictor: Option<u16> = dec.find_tag_unsigned(Tag::Predictor).map_err(err)?;
+        let tiled = dec.find_tag(Tag::TileWidth).map_err(err)?.is_some();
+        if header.channels != 1
+            || header.compression != 1
+            || photometric != Some(1)
+            || predictor.is_some_and(|p| p != 1)
+            || tiled
+        {
+            return Ok(None);
+        }
+        let (Some(offsets), Some(counts)) = (
+            dec.find_tag_unsigned_vec::<u64>(Tag::StripOffsets)
+                .map_err(err)?,
+            dec.find_tag_unsigned_vec::<u64>(Tag::StripByteCounts)
+                .map_err(err)?,
+        ) else {
+            return Ok(None);
+        };
+        let SliceInfo {
+            width,
+            height,
+            sample_type,
+        } = header.info;
+        let per_strip: u32 = dec
+            .find_tag_unsigned(Tag::RowsPerStrip)
+            .map_err(err)?
+            .unwrap_or(height)
+            .min(height);
+        if per_strip == 0 {
+            return Ok(None);
+        }
+        let size = sample_type.bytes();
+        let row_bytes = width as usize * size;
+        let strips = height.div_ceil(per_strip) as usize;
+        let mut layout = Vec::with_capacity(strips);
+        for s in 0..strips {
+            let first = s as u32 * per_strip;
+            let rows = per_strip.min(height - first);
+            let need = u64::from(rows) * row_bytes as u64;
+            let (Some(&offset), Some(&count)) = (offsets.get(s), counts.get(s)) else {
+                return Ok(None);
+            };
+            // A strip short of its rows or past the end of the file: the whole-image decoder
+            // says what is wrong with it.
+            if count < need
+                || offset
+                    .checked_add(need)
+                    .is_none_or(|end| end > self.file_len)
+            {
+                return Ok(None);
+            }
+            layout.push((first, rows, offset));
+        }
+        let big_endian = dec.byte_order() == tiff::tags::ByteOrder::BigEndian;
+        let file = dec
+            .inner()
+            .file()
+            .try_clone()
+            .map_err(|e| Error::io("opening", path, e))?;
+        let swap = if big_endian && size > 1 { size } else { 0 };
+        Ok(Some(Rows::new(
+            file,
+            path,
+            self.file_len,
+            row_bytes,
+            swap,
+            layout,
+        )))
+    }
+
+    /// Counts a file read through [`SliceDecoder::rows`].
+    pub(crate) fn count_read(&mut self, bytes: u64) {
+        self.bytes_read += bytes;
+    }
+
     fn check_limit(
         &self,
         path: &Path,
@@ -229,13 +335,14 @@ impl SliceDecoder {
         &mut bytemuck::cast_slice_mut(&mut self.scratch[..])[..bytes]
     }
 
-    fn tiff(
-        &mut self,
+    /// Opens a TIFF and reads what every use needs from its header, checking the size limit
+    /// and `expected` before anything large is allocated.
+    fn tiff_header(
+        &self,
         path: &Path,
         input: Input,
         expected: Option<&SliceInfo>,
-        out: Option<&mut Slice>,
-    ) -> Result<SliceInfo> {
+    ) -> Result<(TiffDecoder<Input>, TiffHeader)> {
         let mut limits = tiff::decoder::Limits::default();
         let max = usize::try_from(self.max_slice_bytes).unwrap_or(usize::MAX);
         limits.decoding_buffer_size = max;
@@ -311,14 +418,50 @@ impl SliceDecoder {
         };
         self.check_limit(path, width, height, channels * sample_type.bytes())?;
         check_expected(path, info, expected)?;
+        let compression: u16 = dec
+            .find_tag_unsigned(tiff::tags::Tag::Compression)
+            .map_err(|e| Error::decode(path, e))?
+            .unwrap_or(1);
+        let header = TiffHeader {
+            info,
+            channels,
+            layout,
+            compression,
+            buffer_len: if planar {
+                buffer.complete_len
+            } else {
+                buffer.len
+            },
+        };
+        Ok((dec, header))
+    }
+
+    fn tiff(
+        &mut self,
+        path: &Path,
+        input: Input,
+        expected: Option<&SliceInfo>,
+        out: Option<&mut Slice>,
+    ) -> Result<SliceInfo> {
+        let (mut dec, header) = self.tiff_header(path, input, expected)?;
+        let TiffHeader {
+            info,
+            channels,
+            layout,
+            compression,
+            buffer_len: need,
+            ..
+        } = header;
+        let SliceInfo {
+            width,
+            height,
+            sample_type,
+        } = info;
         let Some(out) = out else { return Ok(info) };
         // Uncompressed samples must all be in the file: a truncated file (or a header that
         // lies) is refused before the output buffer is allocated.
-        let compression: Option<u16> = dec
-            .find_tag_unsigned(tiff::tags::Tag::Compression)
-            .map_err(|e| Error::decode(path, e))?;
         let raw = u64::from(width) * u64::from(height) * (channels * sample_type.bytes()) as u64;
-        if compression.unwrap_or(1) == 1 && raw > self.file_len {
+        if compression == 1 && raw > self.file_len {
             return Err(Error::decode(
                 path,
                 format!(
@@ -330,11 +473,6 @@ impl SliceDecoder {
         }
 
         out.reshape(width, height, sample_type);
-        let need = if planar {
-            buffer.complete_len
-        } else {
-            buffer.len
-        };
         let read = |dec: &mut TiffDecoder<_>, buf: &mut [u8]| {
             dec.read_image_bytes(buf)
                 .map_err(|e| Error::decode(path, e))

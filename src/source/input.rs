@@ -44,6 +44,11 @@ impl Input {
         }
     }
 
+    /// The file read from.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
     fn buffer(&mut self) -> &mut [u8] {
         let start = self.start;
         &mut bytemuck::cast_slice_mut(&mut self.store)[start..start + CHUNK]
@@ -75,15 +80,23 @@ impl Read for Input {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         // A large read whose destination lines up with the file offset goes straight from the
         // page cache into `out`: the kernel's copy is fast there (see the module docs).
+        // A misaligned destination first gets the few bytes up to its next 64-byte boundary,
+        // so that the next call (from `read_exact`) reads the rest straight in.
         if self.pos == self.filled && out.len() >= CHUNK {
-            let misalign = (out.as_ptr() as usize).wrapping_sub(self.file_pos as usize);
-            if misalign.is_multiple_of(ALIGN) || (out.as_ptr() as usize).is_multiple_of(32) {
-                let n = self.file.read(out)?;
-                self.file_pos += n as u64;
-                self.pos = 0;
-                self.filled = 0;
-                return Ok(n);
-            }
+            let addr = out.as_ptr() as usize;
+            let lined_up = addr
+                .wrapping_sub(self.file_pos as usize)
+                .is_multiple_of(ALIGN);
+            let len = if lined_up || addr.is_multiple_of(ALIGN) {
+                out.len()
+            } else {
+                addr.next_multiple_of(ALIGN) - addr
+            };
+            let n = self.file.read(&mut out[..len])?;
+            self.file_pos += n as u64;
+            self.pos = 0;
+            self.filled = 0;
+            return Ok(n);
         }
         let available = self.fill_buf()?;
         let n = available.len().min(out.len());
