@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use common::{Volume as Naive, phantom_volume, values};
-use lodcache::codec::{self, HEADER_LEN};
+use lodcache::codec::{self, FORMAT_VERSION, HEADER_LEN};
 use lodcache::store::{DiskMode, DiskStats, blob_path};
 use lodcache::{
     LevelInfo, Phantom, Pyramid, PyramidBuilder, PyramidStats, Served, SliceKey, WarmupOptions,
@@ -499,12 +499,12 @@ fn every_fault_on_disk_is_detected_and_every_slice_stays_correct() {
         &fx,
         &mut checks,
         &mut rows,
-        "format version 0, 2, 65535 (checksum stale)",
+        "format versions before and after this one, and 65535 (checksum stale)",
         3,
         SEED + 70,
         &|_, _, i, _, pristine| {
             let mut b = pristine.to_vec();
-            let version: u16 = [0, 2, u16::MAX][i];
+            let version: u16 = [FORMAT_VERSION - 1, FORMAT_VERSION + 1, u16::MAX][i];
             b[4..6].copy_from_slice(&version.to_le_bytes());
             b
         },
@@ -513,12 +513,12 @@ fn every_fault_on_disk_is_detected_and_every_slice_stays_correct() {
         &fx,
         &mut checks,
         &mut rows,
-        "format version 0, 2, 65535 (checksum recomputed)",
+        "format versions before and after this one, and 65535 (checksum recomputed)",
         3,
         SEED + 80,
         &|_, _, i, _, pristine| {
             let mut b = pristine.to_vec();
-            let version: u16 = [0, 2, u16::MAX][i];
+            let version: u16 = [FORMAT_VERSION - 1, FORMAT_VERSION + 1, u16::MAX][i];
             b[4..6].copy_from_slice(&version.to_le_bytes());
             set_checksum(&mut b);
             b
