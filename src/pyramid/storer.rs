@@ -7,8 +7,9 @@
 //! the encoder would otherwise take a core from the request that made the slice. Waiting slices
 //! share the memory budget with the memory tier: when the tier and the backlog together would
 //! go over it, the request waits until the storing threads (no longer holding back) have made
-//! room (a slice is always let into an empty backlog). So memory stays within the budget plus
-//! one slice, and a whole-level build whose by-products fit is not slowed by their encoding.
+//! room (each storing thread may have one slice whatever the room). So memory stays within the
+//! budget plus one slice per storing thread, and a whole-level build whose by-products fit the
+//! budget is not slowed by their encoding.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,8 +74,8 @@ impl Shared {
         self.pending.remove_if(&key, |_, p| Arc::ptr_eq(p, slice));
     }
 
-    /// Bytes the backlog may hold now: what the memory tier leaves of the budget (one slice
-    /// is always let in: see [`Storer::store`]).
+    /// Bytes the backlog may hold now: what the memory tier leaves of the budget (see
+    /// [`Storer::store`] for the slices let in beyond it).
     fn room(&self) -> u64 {
         self.memory.budget().saturating_sub(self.memory.bytes())
     }
@@ -166,9 +167,11 @@ impl Storer {
             return;
         }
         let bytes = slice_bytes(&slice);
+        let threads = lock(&self.threads).len();
         let mut backlog = lock(&shared.backlog);
-        // An empty backlog takes any slice, so a slice larger than the room cannot wait forever.
-        while backlog.jobs > 0 && backlog.bytes + bytes > shared.room() {
+        // Every storing thread may have one slice whatever the room, so that a small budget
+        // still stores on all of them (and a slice larger than the room cannot wait forever).
+        while backlog.jobs >= threads && backlog.bytes + bytes > shared.room() {
             backlog.waiting += 1;
             shared.changed.notify_all();
             backlog = shared
@@ -222,6 +225,76 @@ impl Drop for Storer {
         self.shared.changed.notify_all();
         for thread in lock(&self.threads).drain(..) {
             let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slice::SampleType;
+
+    fn slices(n: u32) -> Vec<(SliceKey, Arc<Slice>)> {
+        (0..n)
+            .map(|z| {
+                let s = crate::phantom::Phantom::new(64, 64, 2)
+                    .with_sample_type(SampleType::U16)
+                    .slice(z % 2);
+                (SliceKey::new(1, z), Arc::new(s))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_request_in_progress_does_not_keep_a_full_backlog_waiting() {
+        // A request never ends here, the budget holds nothing: every store beyond the first
+        // slices must still get through (the storing threads work for a waiting caller).
+        let foreground = Arc::new(AtomicUsize::new(1));
+        let memory = MemoryStore::new(0);
+        let storer = Storer::new(memory.clone(), DiskStore::disabled(), 2, foreground);
+        for (key, slice) in slices(20) {
+            storer.store(key, slice);
+        }
+        storer.flush();
+        assert_eq!(lock(&storer.shared.backlog).jobs, 0);
+        assert!(storer.shared.pending.is_empty());
+        assert!(storer.stored_bytes() > 0);
+    }
+
+    #[test]
+    fn storing_holds_back_during_requests_and_catches_up_after() {
+        let foreground = Arc::new(AtomicUsize::new(1));
+        let memory = MemoryStore::new(64 << 20);
+        let storer = Storer::new(
+            memory.clone(),
+            DiskStore::disabled(),
+            2,
+            Arc::clone(&foreground),
+        );
+        let all = slices(8);
+        for (key, slice) in all.clone() {
+            storer.store(key, slice);
+        }
+        // Room in the budget: nothing waits, so nothing is stored while the request runs, and
+        // every slice is served from the pending map meanwhile.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(memory.stats().entries, 0);
+        for (key, slice) in &all {
+            assert!(Arc::ptr_eq(&storer.pending(*key).unwrap(), slice));
+        }
+        foreground.store(0, Ordering::Relaxed);
+        storer.flush();
+        assert_eq!(memory.stats().entries, 8);
+        assert!(all.iter().all(|(key, _)| !storer.is_pending(*key)));
+    }
+
+    #[test]
+    fn without_threads_the_caller_stores() {
+        let memory = MemoryStore::new(64 << 20);
+        let storer = Storer::new(memory.clone(), DiskStore::disabled(), 0, Arc::default());
+        for (key, slice) in slices(3) {
+            storer.store(key, slice);
+            assert!(memory.contains(key) && !storer.is_pending(key));
         }
     }
 }
