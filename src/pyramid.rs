@@ -4,17 +4,20 @@
 //! # Serving order
 //! A request for slice `z` of level `n >= 1` is served from the memory tier, else from the disk
 //! tier (and promoted to memory), else generated from slices `2z` and `2z + 1` of level
-//! `n - 1`, which are requested the same way, down to the source files (level 0, decoded on
-//! each request). Every slice generated on the way is stored in both tiers. Storing (encoding
-//! and writing) happens behind the request on a background thread, so a request waits for
-//! decoding and the kernel only; until a slice is stored it is served from a small pending
-//! map, and when that thread falls behind, the requesting thread stores the slice itself.
-//! [`Pyramid::flush`] waits for the stores in flight.
+//! `n - 1`, which are requested the same way (the two at once, while helper threads are
+//! free); level 1 is made straight from its two source files
+//! ([`crate::StackReader::reduce_pair`]). Every slice generated on the way is stored in both
+//! tiers. Storing (encoding and writing) happens behind the request on background threads,
+//! which hold back while requests are in progress, so a request waits for reading and the
+//! kernel only; until a slice is stored it is served from the pending map. Waiting slices share
+//! the memory budget with the memory tier: past it, a request waits for room (see the storer's
+//! docs in `pyramid/storer.rs`). [`Pyramid::flush`] waits for the stores in flight.
 //!
 //! Whole-level requests ([`Pyramid::volume`], [`Pyramid::section`], [`Pyramid::export_ctharvester`])
 //! on a level that is not fully stored run the streaming builder ([`crate::stream_levels`]) once
-//! over the sources, storing every slice of every level up to the one asked for: each source
-//! byte is read once and memory stays bounded by a few source slices per decoder thread.
+//! over the sources, handing every slice of every level up to the one asked for to the storing
+//! threads: each source byte is read once, and memory stays bounded by the budget plus a few
+//! slices per thread.
 //!
 //! # Concurrency
 //! [`Pyramid`] is `Send + Sync` and cheap to clone (clones share everything). Concurrent
@@ -23,8 +26,8 @@
 //! blocks on another one's work (it computes on its own instead), which keeps calls from inside
 //! `par_iter` free of deadlocks. Kernels run on the pool given to
 //! [`PyramidBuilder::with_thread_pool`], else on the caller's current pool; lodcache never
-//! configures the global pool. Source files are decoded on the calling thread (lazy requests)
-//! or on the streaming builder's own I/O threads (whole levels).
+//! configures the global pool. Source files are read on the calling thread and a helper
+//! (lazy requests) or on the streaming builder's own reading threads (whole levels).
 
 mod flight;
 mod storer;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// Bytes of each file read per band: two bands fit the L2 cache with room to spare.
-pub(crate) const BAND_BYTES: usize = 192 << 10;
+pub(crate) const BAND_BYTES: usize = 384 << 10;
 
 /// Rows `first..first + rows` lie in the file from `offset` on, one after the other.
 #[derive(Debug, Clone, Copy)]
