@@ -24,10 +24,12 @@
 //! requests for the same missing slice, or the same missing level, compute it once
 //! (single-flight); no lock is held while a kernel runs. On a rayon worker thread a request never
 //! blocks on another one's work (it computes on its own instead), which keeps calls from inside
-//! `par_iter` free of deadlocks. Kernels run on the pool given to
-//! [`PyramidBuilder::with_thread_pool`], else on the caller's current pool; lodcache never
-//! configures the global pool. Source files are read on the calling thread and a helper
-//! (lazy requests) or on the streaming builder's own reading threads (whole levels).
+//! `par_iter` free of deadlocks. Kernels and blob decoding run on the pool given to
+//! [`PyramidBuilder::with_thread_pool`], else on the current pool of the thread doing the
+//! work (the global pool for plain threads, lodcache's helper threads included); lodcache never
+//! configures the global pool. Source files are read on the calling thread and, outside rayon
+//! workers, a helper thread (lazy requests) or on the streaming builder's own reading threads
+//! (whole levels).
 
 mod flight;
 mod storer;
@@ -757,7 +759,7 @@ impl Pyramid {
     /// checksum is not computed again here; every other check is.
     fn decode(&self, key: SliceKey, blob: &Blob) -> Option<Slice> {
         let info = &self.inner.levels[key.level as usize];
-        match codec::decode_verified(blob, info, key.z) {
+        match self.in_pool(|| codec::decode_verified(blob, info, key.z)) {
             Ok(s) => Some(s),
             Err(e) => {
                 self.inner.memory.remove(key);
@@ -836,9 +838,14 @@ impl Pyramid {
             let (first, second) = (2 * key.z, 2 * key.z + 1);
             let (a, b) = if second >= below.depth {
                 (self.child(below.level, first)?, None)
-            } else if let Some(_helper) = self.inner.helpers.enter() {
+            } else if rayon::current_thread_index().is_none()
+                && let Some(_helper) = self.inner.helpers.enter()
+            {
                 // The two halves at once, the second on a plain helper thread (not a rayon
                 // worker, so that it joins other requests' flights instead of repeating them).
+                // Never from a rayon worker: the worker may be leading, lower in its own
+                // stack, a flight that the helper would wait for while the worker waits for
+                // the helper.
                 let (a, b) = std::thread::scope(|scope| {
                     let helper = scope.spawn(|| self.child(below.level, second));
                     let a = self.child(below.level, first);

@@ -1351,6 +1351,36 @@ fn a_slice_over_the_size_limit_is_refused_naming_it() {
     }
 }
 
+#[test]
+fn a_strip_counted_over_the_size_limit_is_refused_like_a_whole_decode() {
+    // The tiff crate refuses a strip whose byte count passes the slice limit, though the
+    // samples are all there; reading by rows must not serve such a file either.
+    let dir = tempfile::tempdir().unwrap();
+    let tif = Tif {
+        rows_per_strip: None,
+        count_delta: 1 << 30,
+        ..Tif::plain()
+    };
+    tif_stack(dir.path(), &tif, 37, 23, Kind::U16, 5, 9);
+    let stack = Stack::open(dir.path())
+        .unwrap()
+        .with_max_slice_bytes(1 << 20);
+    assert!(stack.read_slice(0).is_err());
+    let mut reader = stack.reader();
+    let mut out = Slice::zeroed(0, 0, SampleType::U16);
+    let mut want = Slice::zeroed(0, 0, SampleType::U16);
+    for z in 0..3 {
+        check_pair(
+            &stack,
+            &mut reader,
+            z,
+            &mut out,
+            &mut want,
+            "strip over the limit",
+        );
+    }
+}
+
 /// Truncates the file at `path` to `len` bytes.
 fn truncate(path: &Path, len: u64) {
     fs::OpenOptions::new()

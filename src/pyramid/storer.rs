@@ -5,13 +5,14 @@
 //!
 //! The storing threads hold back while requests are in progress: on a machine with few cores
 //! the encoder would otherwise take a core from the request that made the slice. Waiting slices
-//! share the memory budget with the memory tier: when the tier and the backlog together would
-//! go over it, the request waits until the storing threads (no longer holding back) have made
-//! room (each storing thread may have one slice whatever the room). So memory stays within the
-//! budget plus one slice per storing thread, and a whole-level build whose by-products fit the
-//! budget is not slowed by their encoding.
+//! borrow their bytes from the memory budget ([`MemoryStore::reserve`]), so the memory tier
+//! (which then evicts to keep blobs and borrowed bytes within the budget) and the backlog
+//! together stay within it; when a slice does not fit, the request waits until the storing
+//! threads (no longer holding back) have made room. Each storing thread may also have one slice
+//! beyond the budget. A whole-level build whose by-products fit the budget is therefore not
+//! slowed by their encoding.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -22,13 +23,19 @@ use dashmap::DashMap;
 use crate::codec::{self, FilterChoice};
 use crate::geometry::SliceKey;
 use crate::slice::Slice;
-use crate::store::{Counter, DiskStore, MemoryStore};
+use crate::store::{Blob, Counter, DiskStore, MemoryStore};
 
 /// How often held-back storing threads look whether requests have ended.
 const POLL: Duration = Duration::from_millis(2);
 
-/// A slice handed to the storing threads.
-type Job = (SliceKey, Arc<Slice>);
+/// A slice handed to the storing threads: its number, key, samples, and the bytes of the
+/// memory budget lent to it.
+struct Job {
+    seq: u64,
+    key: SliceKey,
+    slice: Arc<Slice>,
+    reserved: u64,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -38,16 +45,26 @@ fn slice_bytes(slice: &Slice) -> u64 {
     slice.pixels().as_bytes().len() as u64
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Backlog {
     queue: VecDeque<Job>,
-    /// Slices queued or being stored, and their raw bytes.
-    jobs: usize,
-    bytes: u64,
-    /// Callers waiting for room or for the backlog to drain: the storing threads work for
+    /// Numbers of the slices queued or being stored.
+    in_flight: BTreeSet<u64>,
+    next_seq: u64,
+    /// Callers waiting for room or for slices to be stored: the storing threads work for
     /// them even while requests are in progress.
     waiting: usize,
     closed: bool,
+}
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backlog")
+            .field("in_flight", &self.in_flight.len())
+            .field("waiting", &self.waiting)
+            .field("closed", &self.closed)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -63,8 +80,8 @@ struct Shared {
 }
 
 impl Shared {
-    fn store_now(&self, key: SliceKey, slice: &Arc<Slice>) {
-        let blob = codec::encode(slice, key, FilterChoice::Auto);
+    /// Keeps the blob of a slice in both tiers and drops the slice from the pending map.
+    fn keep(&self, key: SliceKey, slice: &Arc<Slice>, blob: Blob) {
         // A failed disk write is counted and warned about by the disk tier; the blob is still
         // served from memory.
         let _ = self.disk.put(key, &blob);
@@ -74,10 +91,25 @@ impl Shared {
         self.pending.remove_if(&key, |_, p| Arc::ptr_eq(p, slice));
     }
 
-    /// Bytes the backlog may hold now: what the memory tier leaves of the budget (see
-    /// [`Storer::store`] for the slices let in beyond it).
-    fn room(&self) -> u64 {
-        self.memory.budget().saturating_sub(self.memory.bytes())
+    fn store_job(&self, job: &Job) {
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            codec::encode(&job.slice, job.key, FilterChoice::Auto)
+        }));
+        // The lent bytes come back before the blob goes in, so it does not evict for itself.
+        self.memory.release(job.reserved);
+        match encoded {
+            Ok(blob) => self.keep(job.key, &job.slice, blob),
+            Err(_) => {
+                log::warn!(
+                    "lodcache: encoding slice {} of level {} failed; it will be made again \
+                     when asked for",
+                    job.key.z,
+                    job.key.level
+                );
+                self.pending
+                    .remove_if(&job.key, |_, p| Arc::ptr_eq(p, &job.slice));
+            }
+        }
     }
 
     fn work(&self) {
@@ -85,12 +117,11 @@ impl Shared {
         loop {
             let busy = self.foreground.load(Ordering::Relaxed) > 0;
             if !busy || backlog.waiting > 0 || backlog.closed {
-                if let Some((key, slice)) = backlog.queue.pop_front() {
+                if let Some(job) = backlog.queue.pop_front() {
                     drop(backlog);
-                    self.store_now(key, &slice);
+                    self.store_job(&job);
                     backlog = lock(&self.backlog);
-                    backlog.jobs -= 1;
-                    backlog.bytes -= slice_bytes(&slice);
+                    backlog.in_flight.remove(&job.seq);
                     self.changed.notify_all();
                     continue;
                 }
@@ -157,21 +188,35 @@ impl Storer {
         }
     }
 
-    /// Stores `slice` as `key` behind the caller, after waiting for room in the backlog if
-    /// needed; on the caller when there is no storing thread.
+    /// Stores `slice` as `key` behind the caller, after waiting for room if needed; on the
+    /// caller when there is no storing thread.
     pub(crate) fn store(&self, key: SliceKey, slice: Arc<Slice>) {
         let shared = &self.shared;
         shared.pending.insert(key, Arc::clone(&slice));
-        if lock(&self.threads).is_empty() {
-            shared.store_now(key, &slice);
+        let threads = lock(&self.threads).len();
+        if threads == 0 {
+            let job = Job {
+                seq: 0,
+                key,
+                slice,
+                reserved: 0,
+            };
+            shared.store_job(&job);
             return;
         }
         let bytes = slice_bytes(&slice);
-        let threads = lock(&self.threads).len();
         let mut backlog = lock(&shared.backlog);
-        // Every storing thread may have one slice whatever the room, so that a small budget
-        // still stores on all of them (and a slice larger than the room cannot wait forever).
-        while backlog.jobs >= threads && backlog.bytes + bytes > shared.room() {
+        // A slice that fits what the memory tier leaves of the budget borrows that room; every
+        // storing thread may also have one slice beyond it, so that a small budget still
+        // stores on all of them (and a slice larger than the budget cannot wait forever).
+        let reserved = loop {
+            if shared.memory.room() >= bytes {
+                shared.memory.reserve(bytes);
+                break bytes;
+            }
+            if backlog.in_flight.len() < threads {
+                break 0;
+            }
             backlog.waiting += 1;
             shared.changed.notify_all();
             backlog = shared
@@ -179,10 +224,16 @@ impl Storer {
                 .wait(backlog)
                 .unwrap_or_else(PoisonError::into_inner);
             backlog.waiting -= 1;
-        }
-        backlog.queue.push_back((key, slice));
-        backlog.jobs += 1;
-        backlog.bytes += bytes;
+        };
+        let seq = backlog.next_seq;
+        backlog.next_seq += 1;
+        backlog.in_flight.insert(seq);
+        backlog.queue.push_back(Job {
+            seq,
+            key,
+            slice,
+            reserved,
+        });
         shared.changed.notify_all();
     }
 
@@ -201,14 +252,15 @@ impl Storer {
         self.shared.stored_bytes.get()
     }
 
-    /// Waits until every slice handed over so far is stored (the storing threads do not hold
-    /// back for requests meanwhile).
+    /// Waits until every slice handed over before this call is stored (the storing threads do
+    /// not hold back for requests meanwhile; slices handed over later are not waited for).
     pub(crate) fn flush(&self) {
         let shared = &self.shared;
         let mut backlog = lock(&shared.backlog);
+        let target = backlog.next_seq;
         backlog.waiting += 1;
         shared.changed.notify_all();
-        while backlog.jobs > 0 {
+        while backlog.in_flight.first().is_some_and(|&seq| seq < target) {
             backlog = shared
                 .changed
                 .wait(backlog)
@@ -256,7 +308,7 @@ mod tests {
             storer.store(key, slice);
         }
         storer.flush();
-        assert_eq!(lock(&storer.shared.backlog).jobs, 0);
+        assert!(lock(&storer.shared.backlog).in_flight.is_empty());
         assert!(storer.shared.pending.is_empty());
         assert!(storer.stored_bytes() > 0);
     }
@@ -286,6 +338,54 @@ mod tests {
         storer.flush();
         assert_eq!(memory.stats().entries, 8);
         assert!(all.iter().all(|(key, _)| !storer.is_pending(*key)));
+    }
+
+    #[test]
+    fn flush_waits_for_what_was_handed_over_not_for_later_slices() {
+        // Another thread keeps storing while we flush: flush must still return.
+        let memory = MemoryStore::new(64 << 20);
+        let storer = Storer::new(memory.clone(), DiskStore::disabled(), 2, Arc::default());
+        let first = slices(4);
+        for (key, slice) in first.clone() {
+            storer.store(key, slice);
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut z = 100;
+                while !stop.load(Ordering::Relaxed) {
+                    for (_, slice) in slices(1) {
+                        storer.store(SliceKey::new(1, z), slice);
+                    }
+                    z += 1;
+                }
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            storer.flush();
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert!(first.iter().all(|(key, _)| memory.contains(*key)));
+    }
+
+    #[test]
+    fn waiting_slices_borrow_from_the_memory_budget() {
+        let foreground = Arc::new(AtomicUsize::new(1));
+        let one = slice_bytes(&slices(1)[0].1);
+        let memory = MemoryStore::new(3 * one);
+        let storer = Storer::new(
+            memory.clone(),
+            DiskStore::disabled(),
+            1,
+            Arc::clone(&foreground),
+        );
+        for (key, slice) in slices(2) {
+            storer.store(key, slice);
+        }
+        // Two slices wait (held back by the request), borrowing two thirds of the budget.
+        assert_eq!(memory.room(), one);
+        foreground.store(0, Ordering::Relaxed);
+        storer.flush();
+        assert_eq!(memory.room(), 3 * one - memory.bytes());
     }
 
     #[test]

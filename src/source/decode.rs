@@ -248,9 +248,11 @@ impl SliceDecoder {
             let (Some(&offset), Some(&count)) = (offsets.get(s), counts.get(s)) else {
                 return Ok(None);
             };
-            // A strip short of its rows or past the end of the file: the whole-image decoder
-            // says what is wrong with it.
+            // A strip short of its rows, past the end of the file or counted larger than the
+            // slice limit (which the tiff crate refuses): the whole-image decoder says what is
+            // wrong with it.
             if count < need
+                || count > self.max_slice_bytes
                 || offset
                     .checked_add(need)
                     .is_none_or(|end| end > self.file_len)

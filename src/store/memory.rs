@@ -68,6 +68,8 @@ struct Lru {
     /// For each level, its blobs by last use (tick -> z), oldest first.
     order: BTreeMap<u32, BTreeMap<u64, u32>>,
     bytes: u64,
+    /// Bytes of the budget lent to slices waiting to be stored (see [`MemoryStore::reserve`]).
+    reserved: u64,
     clock: u64,
 }
 
@@ -200,6 +202,11 @@ impl MemoryStore {
             return;
         }
         self.counters.insertions.incr();
+        self.change_and_evict(|lru| lru.insert(key, blob));
+    }
+
+    /// Applies `change` and evicts until blobs and lent bytes fit the budget again.
+    fn change_and_evict(&self, change: impl FnOnce(&mut Lru)) {
         let priority = self
             .priority
             .read()
@@ -208,8 +215,8 @@ impl MemoryStore {
         let mut evicted = Vec::new();
         {
             let mut lru = self.lock();
-            lru.insert(key, blob);
-            while lru.bytes > self.budget {
+            change(&mut lru);
+            while lru.bytes + lru.reserved > self.budget {
                 let Some(victim) = lru.victim(priority.as_ref()) else {
                     break;
                 };
@@ -218,6 +225,24 @@ impl MemoryStore {
             }
         }
         self.counters.evictions.add(evicted.len() as u64);
+    }
+
+    /// Lends `bytes` of the budget to something held outside the tier (slices waiting to be
+    /// stored), evicting what that requires; blobs then fit in what is left.
+    pub(crate) fn reserve(&self, bytes: u64) {
+        self.change_and_evict(|lru| lru.reserved += bytes);
+    }
+
+    /// Gives back bytes lent by [`MemoryStore::reserve`].
+    pub(crate) fn release(&self, bytes: u64) {
+        let mut lru = self.lock();
+        lru.reserved = lru.reserved.saturating_sub(bytes);
+    }
+
+    /// Bytes of the budget neither held nor lent.
+    pub(crate) fn room(&self) -> u64 {
+        let lru = self.lock();
+        self.budget.saturating_sub(lru.bytes + lru.reserved)
     }
 
     /// Drops the blob of `key` (e.g. one that failed to decode).
@@ -288,6 +313,26 @@ mod tests {
         assert!(!m.contains(key(1)), "least recently used blob survived");
         assert!(m.contains(key(2)) && m.contains(key(3)));
         assert_eq!(m.stats().evictions, 1);
+    }
+
+    #[test]
+    fn lent_bytes_count_against_the_budget_until_given_back() {
+        let m = MemoryStore::new(1000);
+        for z in 0..4 {
+            m.insert(key(z), blob(200));
+        }
+        assert_eq!(m.room(), 200);
+        // Lending 500 evicts the two oldest blobs; new blobs fit in what is left.
+        m.reserve(500);
+        assert!(!m.contains(key(0)) && !m.contains(key(1)) && m.contains(key(3)));
+        assert_eq!(m.room(), 100);
+        m.insert(key(4), blob(200));
+        assert_eq!(m.bytes() + 500, 900);
+        assert!(!m.contains(key(2)));
+        m.release(500);
+        assert_eq!(m.room(), 600);
+        m.insert(key(5), blob(200));
+        assert!(m.contains(key(3)) && m.contains(key(4)));
     }
 
     #[test]
