@@ -54,6 +54,9 @@ enum Layout {
 use super::input::Input;
 use super::rows::Rows;
 
+/// Buffer of the reader used for headers only.
+const HEADER_BUFFER: usize = 16 << 10;
+
 /// What [`SliceDecoder::tiff_header`] read.
 struct TiffHeader {
     info: SliceInfo,
@@ -194,7 +197,8 @@ impl SliceDecoder {
         use tiff::tags::Tag;
         let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
         self.file_len = file.metadata().map_or(0, |m| m.len());
-        let mut input = Input::new(file);
+        // Only the header is read through the buffer (the rows are read straight from the file).
+        let mut input = Input::with_buffer(file, HEADER_BUFFER);
         let head = input
             .fill_buf()
             .map_err(|e| Error::io("reading", path, e))?;

@@ -20,9 +20,10 @@ const ALIGN: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Input {
     file: File,
-    /// Backing store; the usable buffer is `CHUNK` bytes from `start`.
+    /// Backing store; the usable buffer is `len` bytes from `start`.
     store: Vec<u64>,
     start: usize,
+    len: usize,
     pos: usize,
     filled: usize,
     /// File offset of the end of the buffered bytes.
@@ -31,13 +32,20 @@ pub(crate) struct Input {
 
 impl Input {
     pub(crate) fn new(file: File) -> Input {
-        let store = vec![0u64; (CHUNK + ALIGN) / 8];
+        Input::with_buffer(file, CHUNK)
+    }
+
+    /// An input whose buffer is `len` bytes (a multiple of 64): small when only a header is
+    /// read through it.
+    pub(crate) fn with_buffer(file: File, len: usize) -> Input {
+        let store = vec![0u64; (len + ALIGN) / 8];
         let bytes: &[u8] = bytemuck::cast_slice(&store);
         let start = bytes.as_ptr().align_offset(ALIGN).min(ALIGN);
         Input {
             file,
             store,
             start,
+            len,
             pos: 0,
             filled: 0,
             file_pos: 0,
@@ -50,8 +58,8 @@ impl Input {
     }
 
     fn buffer(&mut self) -> &mut [u8] {
-        let start = self.start;
-        &mut bytemuck::cast_slice_mut(&mut self.store)[start..start + CHUNK]
+        let (start, len) = (self.start, self.len);
+        &mut bytemuck::cast_slice_mut(&mut self.store)[start..start + len]
     }
 }
 
@@ -59,9 +67,8 @@ impl BufRead for Input {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.pos == self.filled {
             let file = &mut self.file;
-            let start = self.start;
-            let buf =
-                &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.store)[start..start + CHUNK];
+            let (start, len) = (self.start, self.len);
+            let buf = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.store)[start..start + len];
             let n = file.read(buf)?;
             self.pos = 0;
             self.filled = n;
@@ -82,7 +89,7 @@ impl Read for Input {
         // page cache into `out`: the kernel's copy is fast there (see the module docs).
         // A misaligned destination first gets the few bytes up to its next 64-byte boundary,
         // so that the next call (from `read_exact`) reads the rest straight in.
-        if self.pos == self.filled && out.len() >= CHUNK {
+        if self.pos == self.filled && out.len() >= self.len {
             let addr = out.as_ptr() as usize;
             let lined_up = addr
                 .wrapping_sub(self.file_pos as usize)
