@@ -363,7 +363,7 @@ struct Inner {
     pool: Option<Arc<rayon::ThreadPool>>,
     storer: Storer,
     demand: Arc<Demand>,
-    /// Helper threads generating halves of slices now (bounded by the core count).
+    /// Helper threads generating halves of slices now (at most twice the core count).
     helpers: Helpers,
     /// Requests in progress (warm-up and the storing threads hold back while there are any).
     foreground: Arc<std::sync::atomic::AtomicUsize>,
@@ -388,18 +388,21 @@ impl Drop for Foreground<'_> {
     }
 }
 
-/// Counts helper threads, so that a deep request does not start one per slice it needs.
+/// Counts helper threads, so that a deep request does not start one per slice it needs. Twice
+/// the core count: a request for a level-3 slice then makes its four level-1 slices on four
+/// threads at once, which shares the cores evenly (with one per core, one thread made two of
+/// them after the others had finished: 12.5-14.6 ms instead of 15.2-16.8 ms on 2 cores).
 #[derive(Debug)]
 struct Helpers {
     running: std::sync::atomic::AtomicUsize,
-    cores: usize,
+    limit: usize,
 }
 
 impl Default for Helpers {
     fn default() -> Self {
         Helpers {
             running: std::sync::atomic::AtomicUsize::new(0),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            limit: 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -408,12 +411,12 @@ impl Default for Helpers {
 struct HelperPlace<'a>(&'a std::sync::atomic::AtomicUsize);
 
 impl Helpers {
-    /// A place for one more helper thread, if fewer than the cores are running.
+    /// A place for one more helper thread, if fewer than the limit are running.
     fn enter(&self) -> Option<HelperPlace<'_>> {
         use std::sync::atomic::Ordering;
         self.running
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.cores).then_some(n + 1)
+                (n < self.limit).then_some(n + 1)
             })
             .ok()
             .map(|_| HelperPlace(&self.running))
