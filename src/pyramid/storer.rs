@@ -30,6 +30,7 @@ const POLL: Duration = Duration::from_millis(2);
 
 /// A slice handed to the storing threads: its number, key, samples, and the bytes of the
 /// memory budget lent to it.
+#[derive(Debug)]
 struct Job {
     seq: u64,
     key: SliceKey,
@@ -45,7 +46,7 @@ fn slice_bytes(slice: &Slice) -> u64 {
     slice.pixels().as_bytes().len() as u64
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Backlog {
     queue: VecDeque<Job>,
     /// Numbers of the slices queued or being stored.
@@ -55,16 +56,6 @@ struct Backlog {
     /// them even while requests are in progress.
     waiting: usize,
     closed: bool,
-}
-
-impl std::fmt::Debug for Backlog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backlog")
-            .field("in_flight", &self.in_flight.len())
-            .field("waiting", &self.waiting)
-            .field("closed", &self.closed)
-            .finish()
-    }
 }
 
 #[derive(Debug)]
@@ -147,6 +138,8 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Storer {
     shared: Arc<Shared>,
+    /// Storing threads started (0: every store happens on the caller).
+    started: usize,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -184,6 +177,7 @@ impl Storer {
         }
         Storer {
             shared,
+            started: handles.len(),
             threads: Mutex::new(handles),
         }
     }
@@ -193,7 +187,7 @@ impl Storer {
     pub(crate) fn store(&self, key: SliceKey, slice: Arc<Slice>) {
         let shared = &self.shared;
         shared.pending.insert(key, Arc::clone(&slice));
-        let threads = lock(&self.threads).len();
+        let threads = self.started;
         if threads == 0 {
             let job = Job {
                 seq: 0,

@@ -195,14 +195,9 @@ impl SliceDecoder {
     /// `None` for anything else (decode it whole). Checks size and type against `expected`.
     pub(crate) fn rows(&mut self, path: &Path, expected: &SliceInfo) -> Result<Option<Rows>> {
         use tiff::tags::Tag;
-        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        self.file_len = file.metadata().map_or(0, |m| m.len());
         // Only the header is read through the buffer (the rows are read straight from the file).
-        let mut input = Input::with_buffer(file, HEADER_BUFFER);
-        let head = input
-            .fill_buf()
-            .map_err(|e| Error::io("reading", path, e))?;
-        if sniff(path, &head[..head.len().min(8)])? != Format::Tiff {
+        let (input, format) = self.open(path, HEADER_BUFFER)?;
+        if format != Format::Tiff {
             return Ok(None);
         }
         let (mut dec, header) = self.tiff_header(path, input, Some(expected))?;
@@ -312,20 +307,27 @@ impl SliceDecoder {
         Ok(())
     }
 
+    /// Opens `path` with a read buffer of `buffer` bytes, notes its length and tells its
+    /// format from its first bytes.
+    fn open(&mut self, path: &Path, buffer: usize) -> Result<(Input, Format)> {
+        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        self.file_len = file.metadata().map_or(0, |m| m.len());
+        let mut input = Input::with_buffer(file, buffer);
+        let head = input
+            .fill_buf()
+            .map_err(|e| Error::io("reading", path, e))?;
+        let format = sniff(path, &head[..head.len().min(8)])?;
+        Ok((input, format))
+    }
+
     fn run(
         &mut self,
         path: &Path,
         expected: Option<&SliceInfo>,
         out: Option<&mut Slice>,
     ) -> Result<SliceInfo> {
-        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        self.file_len = file.metadata().map_or(0, |m| m.len());
+        let (input, format) = self.open(path, super::input::CHUNK)?;
         self.bytes_read += self.file_len;
-        let mut input = Input::new(file);
-        let head = input
-            .fill_buf()
-            .map_err(|e| Error::io("reading", path, e))?;
-        let format = sniff(path, &head[..head.len().min(8)])?;
         match format {
             Format::Tiff => self.tiff(path, input, expected, out),
             _ => self.other(path, format, input, expected, out),

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 /// Bytes per refill: fits L2 with room to spare.
-const CHUNK: usize = 128 << 10;
+pub(crate) const CHUNK: usize = 128 << 10;
 const ALIGN: usize = 64;
 
 /// A buffered, seekable file reader with a cache-line-aligned buffer.
