@@ -8,9 +8,11 @@
 //! next level, which may complete a pair there, and so on. At the end each level's lone pending
 //! slice becomes its level's last slice (the 2x2 mean), from the bottom up. Every source byte is
 //! read once, and memory stays O(levels x slice size) whatever the depth: buffers are recycled,
-//! never reallocated per slice.
+//! never reallocated per slice. A sink that keeps slices (the pyramid keeps every one it has to
+//! store) takes them without a copy; only then is a new buffer made in their place.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -55,7 +57,7 @@ pub struct StreamStats {
     /// Slices produced per level (index 0 is always 0: the source is not produced).
     pub produced: Vec<u64>,
     /// Level-1 slice buffers allocated by the reading threads: bounded by the thread count,
-    /// whatever the depth (every buffer is recycled).
+    /// whatever the depth (every buffer is recycled), when the sink keeps no slice.
     pub source_buffers: usize,
     /// Buffers of levels 2 and up allocated by the cascade: at most two per level.
     pub level_buffers: usize,
@@ -74,7 +76,7 @@ pub struct StreamStats {
 pub(crate) struct Cascade {
     levels: Vec<LevelInfo>,
     top: usize,
-    pending: Vec<Option<Slice>>,
+    pending: Vec<Option<Arc<Slice>>>,
     next_z: Vec<u32>,
     spare: Vec<Vec<Slice>>,
     produced: Vec<u64>,
@@ -85,8 +87,9 @@ pub(crate) struct Cascade {
     sink: Duration,
 }
 
-/// Receives each produced slice: (level, z, slice).
-pub(crate) type Sink<'a> = dyn FnMut(u32, u32, &Slice) -> Result<()> + 'a;
+/// Receives each produced slice: (level, z, slice). A sink may keep the slice (clone the
+/// `Arc`); the cascade then makes a new buffer in its place.
+pub(crate) type Sink<'a> = dyn FnMut(u32, u32, &Arc<Slice>) -> Result<()> + 'a;
 
 impl Cascade {
     /// A cascade producing levels 1..=top of `levels` (level 0 first).
@@ -114,11 +117,14 @@ impl Cascade {
     }
 
     /// Hands a consumed level-`level` slice back: level-1 buffers (the reading threads') to
-    /// `recycle`, others to spare.
-    fn release(&mut self, level: usize, slice: Slice, recycle: &mut Vec<Slice>) {
+    /// `recycle`, others to spare. A slice the sink kept stays with it; a level-1 thread then
+    /// gets an empty buffer, which it fills (allocates) when it needs one.
+    fn release(&mut self, level: usize, slice: Arc<Slice>, recycle: &mut Vec<Slice>) {
+        let slice = Arc::try_unwrap(slice).ok();
         if level == 1 {
-            recycle.push(slice);
-        } else {
+            let ty = self.levels[level].sample_type;
+            recycle.push(slice.unwrap_or_else(|| Slice::zeroed(0, 0, ty)));
+        } else if let Some(slice) = slice {
             self.spare[level].push(slice);
         }
     }
@@ -127,7 +133,7 @@ impl Cascade {
     fn feed(
         &mut self,
         level: usize,
-        slice: Slice,
+        slice: Arc<Slice>,
         sink: &mut Sink<'_>,
         recycle: &mut Vec<Slice>,
     ) -> Result<()> {
@@ -156,6 +162,7 @@ impl Cascade {
         let z = self.next_z[level];
         self.next_z[level] += 1;
         self.produced[level] += 1;
+        let out = Arc::new(out);
         let t = Instant::now();
         let sunk = sink(level as u32, z, &out);
         self.sink += t.elapsed();
@@ -195,6 +202,15 @@ pub fn stream_levels(
     stack: &Stack,
     options: &StreamOptions,
     mut sink: impl FnMut(u32, u32, &Slice) -> Result<()>,
+) -> Result<StreamStats> {
+    stream_shared(stack, options, |level, z, slice| sink(level, z, slice))
+}
+
+/// [`stream_levels`] handing out each slice as an `Arc` the sink may keep (no copy).
+pub(crate) fn stream_shared(
+    stack: &Stack,
+    options: &StreamOptions,
+    mut sink: impl FnMut(u32, u32, &Arc<Slice>) -> Result<()>,
 ) -> Result<StreamStats> {
     let started = Instant::now();
     let levels = stack.levels(&options.rule)?;
@@ -329,4 +345,48 @@ pub fn stream_levels(
     stats.sink = cascade.sink;
     stats.elapsed = started.elapsed();
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Phantom;
+
+    #[test]
+    fn a_sink_that_keeps_slices_gets_the_same_pyramid_and_they_stay_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        Phantom::new(70, 66, 21)
+            .with_seed(5)
+            .write(dir.path())
+            .unwrap();
+        let stack = Stack::open(dir.path()).unwrap();
+        for threads in [1, 3] {
+            let options = StreamOptions {
+                rule: LevelRule::default().with_edge(8),
+                decode_threads: threads,
+                ..StreamOptions::default()
+            };
+            let mut copies = BTreeMap::new();
+            stream_levels(&stack, &options, |level, z, slice| {
+                copies.insert((level, z), slice.clone());
+                Ok(())
+            })
+            .unwrap();
+            // Keep every other slice without copying it: the cascade must make new buffers in
+            // their place instead of writing into them.
+            let mut kept = BTreeMap::new();
+            let stats = stream_shared(&stack, &options, |level, z, slice| {
+                if (level + z) % 2 == 0 {
+                    kept.insert((level, z), Arc::clone(slice));
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert!(kept.len() >= 9, "{threads} threads: kept {}", kept.len());
+            for (key, slice) in &kept {
+                assert_eq!(**slice, copies[key], "{threads} threads: slice {key:?}");
+            }
+            assert_eq!(stats.produced.iter().sum::<u64>(), copies.len() as u64);
+        }
+    }
 }

@@ -243,7 +243,9 @@ impl Pixels {
     /// Makes this buffer hold `len` samples of type `ty`, reusing the allocation when the type
     /// already matches. New samples are zero; existing ones are left as they are.
     pub(crate) fn reshape(&mut self, ty: SampleType, len: usize) {
-        if self.sample_type() != ty {
+        // An empty buffer is replaced by a zeroed allocation: fresh pages from the system are
+        // zero already, where growing would write every zero (a second pass over the memory).
+        if self.sample_type() != ty || self.is_empty() {
             *self = Pixels::zeroed(ty, len);
             return;
         }
