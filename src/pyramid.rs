@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use flight::{Flights, Role};
 use storer::Storer;
 
-use crate::cascade::{StreamOptions, stream_levels};
+use crate::cascade::{StreamOptions, stream_shared};
 use crate::codec;
 use crate::demand::{Demand, DemandRanking};
 use crate::error::{Error, Result};
@@ -940,10 +940,11 @@ impl Pyramid {
             ..self.inner.stream.clone()
         };
         let streamed = self.in_pool(|| {
-            stream_levels(&self.inner.stack, &options, |level, z, slice| {
+            stream_shared(&self.inner.stack, &options, |level, z, slice| {
                 let key = SliceKey::new(level, z);
                 if !self.is_stored(key) {
-                    self.inner.storer.store(key, Arc::new(slice.clone()));
+                    // Kept as it is (no copy); the builder makes a new buffer in its place.
+                    self.inner.storer.store(key, Arc::clone(slice));
                     self.inner.counters.generated.incr();
                 }
                 if wanted.contains(&level) {
