@@ -13,11 +13,11 @@
 //! `X-Lodcache-Source` (memory, disk, generated, source) and `X-Lodcache-Ms`. Bad requests get
 //! a 4xx status and a JSON `{"error": ...}`.
 
-use std::io::Cursor;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use image::ImageEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
@@ -25,12 +25,16 @@ use lodcache::{
     Axis, Error, Pixels, Pyramid, Slice, WarmupHandle, WarmupOptions, WarmupOutcome,
     WarmupProgress, sample_stack,
 };
+use oxhttp::Server;
+use oxhttp::model::{Body, Method, Request, Response};
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Response, Server};
 
 const PAGE: &str = include_str!("assets/viewer.html");
-/// Request handling threads.
-const WORKERS: usize = 8;
+/// Connections served at once, one thread each (a browser opens up to six).
+const CONNECTIONS: usize = 256;
+/// A connection silent for this long (idle keep-alive, or a client withholding what it
+/// announced) is closed.
+const IDLE: Duration = Duration::from_secs(30);
 
 struct Args {
     stack: Option<PathBuf>,
@@ -87,20 +91,48 @@ impl From<Error> for Fail {
     }
 }
 
-type Reply = Response<Cursor<Vec<u8>>>;
+/// A reply before it meets the HTTP layer: status, headers and body.
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
 
-fn header(name: &str, value: &str) -> Header {
-    // Names and values here are ASCII literals or numbers.
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| {
-        Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static header") // ok: literal
-    })
+impl Reply {
+    /// A reply of `body` as `content_type`, not to be cached by the browser.
+    fn new(status: u16, content_type: &str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("Content-Type", content_type.to_string()),
+                ("Cache-Control", "no-store".to_string()),
+            ],
+            body,
+        }
+    }
+
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut response = Response::builder().status(self.status);
+        for (name, value) in &self.headers {
+            response = response.header(*name, value.as_str());
+        }
+        // Names are literals and values numbers or our own ASCII words, so this holds; if it
+        // ever did not, the client gets a 500 rather than a dropped connection.
+        response.body(Body::from(self.body)).unwrap_or_else(|e| {
+            let mut fallback = Response::new(Body::from(format!("bad reply header: {e}")));
+            *fallback.status_mut() = oxhttp::model::StatusCode::INTERNAL_SERVER_ERROR;
+            fallback
+        })
+    }
 }
 
 fn json_reply(status: u16, body: &Value) -> Reply {
-    Response::from_data(body.to_string().into_bytes())
-        .with_status_code(status)
-        .with_header(header("Content-Type", "application/json"))
-        .with_header(header("Cache-Control", "no-store"))
+    Reply::new(status, "application/json", body.to_string().into_bytes())
 }
 
 struct App {
@@ -133,11 +165,22 @@ fn range(pixels: &Pixels) -> (f64, f64) {
     }
 }
 
+/// A query key or value with its `%XX` escapes (and `+` for space) decoded.
+fn decode(part: &str) -> Result<String, Fail> {
+    let spaced = part.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| Fail(400, format!("{part:?} is not UTF-8 once decoded")))
+}
+
 /// `?min=&max=` or the default window; refuses non-numbers, NaN and empty or reversed windows.
 fn window(query: &str, default: (f64, f64)) -> Result<(f64, f64), Fail> {
     let (mut lo, mut hi) = default;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (decode(k)?, decode(v)?);
+        let (k, v) = (k.as_str(), v.as_str());
         let parse = |v: &str| -> Result<f64, Fail> {
             v.parse::<f64>()
                 .ok()
@@ -199,24 +242,48 @@ fn number(part: &str, what: &str) -> Result<u32, Fail> {
 
 fn image_reply(bytes: Vec<u8>, kind: &str, from: &str, started: Instant) -> Reply {
     let ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1e3);
-    Response::from_data(bytes)
-        .with_header(header("Content-Type", kind))
-        .with_header(header("Cache-Control", "no-store"))
-        .with_header(header("X-Lodcache-Source", from))
-        .with_header(header("X-Lodcache-Ms", &ms))
+    Reply::new(200, kind, bytes)
+        .with("X-Lodcache-Source", from)
+        .with("X-Lodcache-Ms", ms)
+}
+
+/// The methods a path answers, for the `Allow` header of a 405.
+fn allowed(path: &str) -> &'static str {
+    if path.starts_with("/api/warmup/") {
+        "POST"
+    } else {
+        "GET"
+    }
 }
 
 impl App {
-    fn route(&self, method: &Method, url: &str) -> Result<Reply, Fail> {
+    /// Answers one request; failures become a JSON `{"error": ...}` with their status.
+    fn respond(&self, request: &Request<Body>) -> Response<Body> {
+        let uri = request.uri();
+        let path = uri.path();
+        let reply = self
+            .route(request.method(), path, uri.query().unwrap_or(""))
+            .unwrap_or_else(|Fail(status, message)| {
+                let reply = json_reply(status, &json!({ "error": message }));
+                if status == 405 {
+                    reply.with("Allow", allowed(path))
+                } else {
+                    reply
+                }
+            });
+        reply.into_response()
+    }
+
+    fn route(&self, method: &Method, path: &str, query: &str) -> Result<Reply, Fail> {
         let started = Instant::now();
-        let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        let get = *method == Method::Get;
+        let get = *method == Method::GET;
         match (parts.as_slice(), get) {
-            ([], true) | (["index.html"], true) => {
-                Ok(Response::from_data(PAGE.as_bytes().to_vec())
-                    .with_header(header("Content-Type", "text/html; charset=utf-8")))
-            }
+            ([], true) | (["index.html"], true) => Ok(Reply::new(
+                200,
+                "text/html; charset=utf-8",
+                PAGE.as_bytes().to_vec(),
+            )),
             (["api", "levels"], true) => Ok(json_reply(200, &self.levels())),
             (["api", "stats"], true) => Ok(json_reply(200, &self.stats())),
             (["api", "slice", level, file], true) => {
@@ -244,9 +311,9 @@ impl App {
                             from.name(),
                             started,
                         )
-                        .with_header(header("X-Width", &slice.width().to_string()))
-                        .with_header(header("X-Height", &slice.height().to_string()))
-                        .with_header(header("X-Sample-Type", slice.sample_type().name())))
+                        .with("X-Width", slice.width().to_string())
+                        .with("X-Height", slice.height().to_string())
+                        .with("X-Sample-Type", slice.sample_type().name()))
                     }
                     _ => Err(Fail(404, format!("{ext:?}: ask for .png or .raw"))),
                 }
@@ -268,10 +335,10 @@ impl App {
                 let from = if stored { "memory" } else { "generated" };
                 Ok(image_reply(png(&section, win)?, "image/png", from, started))
             }
-            (["api", "warmup", "start"], false) if *method == Method::Post => {
+            (["api", "warmup", "start"], false) if *method == Method::POST => {
                 Ok(json_reply(200, &self.start_warmup()))
             }
-            (["api", "warmup", "cancel"], false) if *method == Method::Post => {
+            (["api", "warmup", "cancel"], false) if *method == Method::POST => {
                 Ok(json_reply(200, &self.cancel_warmup()))
             }
             (["api", "warmup", "start" | "cancel"], _) => Err(Fail(
@@ -401,16 +468,12 @@ fn settle(slot: &mut Warmup) {
     }
 }
 
-/// The server on 127.0.0.1:`port`, with Nagle's algorithm off: tiny_http writes a reply's head
-/// and body separately, and with Nagle on, the body's last segment waits for the client's
-/// delayed ACK of the head (40 ms per image). Accepted sockets inherit the option on Linux.
-fn listen(port: u16) -> Result<Server, String> {
+/// The address to serve on: 127.0.0.1:`port`, or a free port for 0 (found by binding it; the
+/// server binds it again at once).
+fn address(port: u16) -> Result<SocketAddr, String> {
     let fail = |e: &dyn std::fmt::Display| format!("cannot listen on 127.0.0.1:{port}: {e}");
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|e| fail(&e))?;
-    let socket = socket2::Socket::from(listener);
-    // Without it replies are slower, never wrong.
-    let _ = socket.set_tcp_nodelay(true);
-    Server::from_listener(std::net::TcpListener::from(socket), None).map_err(|e| fail(&e))
+    let probe = TcpListener::bind(("127.0.0.1", port)).map_err(|e| fail(&e))?;
+    probe.local_addr().map_err(|e| fail(&e))
 }
 
 fn run() -> Result<(), String> {
@@ -440,52 +503,23 @@ fn run() -> Result<(), String> {
         pyr,
         warmup: Mutex::new(Warmup::Idle),
     });
-    let server = listen(args.port)?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .map_or_else(|| format!("port {}", args.port), |a| a.to_string());
+    // One thread per connection (oxhttp): a browser keeps its connections open between
+    // requests, and tiny_http's connection pool left a connection unserved, its request unread,
+    // when more arrived at once than it had idle threads (seen as a page that never finished).
+    let addr = address(args.port)?;
+    let server = Server::new(move |request| app.respond(request))
+        .bind(addr)
+        .with_global_timeout(IDLE)
+        .with_max_concurrent_connections(CONNECTIONS)
+        .spawn()
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     println!(
         "lodcache viewer on http://{addr}/ serving {}",
         stack_dir.display()
     );
-    let server = Arc::new(server);
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (server, app) = (Arc::clone(&server), Arc::clone(&app));
-            std::thread::spawn(move || {
-                while let Ok(request) = server.recv() {
-                    let reply = app.route(request.method(), request.url()).unwrap_or_else(
-                        |Fail(status, message)| json_reply(status, &json!({"error": message})),
-                    );
-                    // Whole bodies with a Content-Length: chunked replies are sent in pieces that
-                    // meet the peer's delayed ACK (40 ms stalls per image).
-                    let reply = reply.with_chunked_threshold(usize::MAX);
-                    // Answering drains the request's unread body. A body of over 1 KiB (or
-                    // chunked) is read from the socket then, with no timeout: a client that
-                    // announces one and withholds it would hold this worker. None of our
-                    // endpoints reads a body, so such requests are answered on a thread of
-                    // their own. A client that went away is not our error.
-                    let streams_body = request.body_length().is_some_and(|n| n > 1024)
-                        || request
-                            .headers()
-                            .iter()
-                            .any(|h| h.field.equiv("Transfer-Encoding"));
-                    if streams_body {
-                        std::thread::spawn(move || {
-                            let _ = request.respond(reply);
-                        });
-                    } else {
-                        let _ = request.respond(reply);
-                    }
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        let _ = w.join();
-    }
-    Ok(())
+    server
+        .join()
+        .map_err(|e| format!("the server stopped: {e}"))
 }
 
 fn main() -> ExitCode {

@@ -484,7 +484,7 @@ fn raw_slice_is_the_phantom_samples_little_endian() {
         .flat_map(|v| v.to_le_bytes())
         .collect();
     assert!(reply.body == want, "slice 2 differs from the phantom's");
-    // The same asking for chunked transfer encoding (tiny_http honours `TE`).
+    // The same when the client also accepts chunked transfer encoding (either framing will do).
     let chunked = request_with(
         viewer.port,
         "GET",
@@ -494,10 +494,9 @@ fn raw_slice_is_the_phantom_samples_little_endian() {
     )
     .unwrap();
     assert_eq!(chunked.status, 200);
-    assert_eq!(chunked.header("transfer-encoding"), Some("chunked"));
     assert!(
         chunked.body == want,
-        "chunked slice 2 differs from the phantom's"
+        "slice 2 with TE: chunked differs from the phantom's"
     );
     // A level above: the size of that level.
     let (w, h, samples) = viewer.raw(2, 4);
@@ -537,6 +536,11 @@ fn min_and_max_in_the_query_set_the_contrast_window() {
     let (_, _, samples) = viewer.raw(1, 3);
     let (image, _, _) = viewer.get_png("/api/slice/1/3.png?min=100&max=2000");
     assert_windowed("slice ?min=100&max=2000", &image, &samples, window);
+    // Query values are percent-decoded: %31 is "1", %2B is "+".
+    let (image, _, _) = viewer.get_png("/api/slice/1/3.png?%6Din=%2B%31e2&max=2%30%30%30");
+    assert_windowed("slice, escaped window", &image, &samples, window);
+    let message = viewer.expect_error("GET", "/api/slice/1/3.png?min=%FF", Some(400));
+    assert!(message.contains("%FF"), "{message}");
     // A window inside the samples' range, so that it is not all black or white.
     let (lo, hi) = (
         f64::from(*samples.iter().min().unwrap()),
@@ -749,16 +753,18 @@ fn unknown_paths_extensions_and_methods_are_4xx_json() {
     let reply = viewer.request("POST", "/api/levels", Some(b"{\"level\": 1}"));
     let message = reply.expect_error("POST /api/levels", None);
     assert!(message.contains("POST"), "{message}");
-    for (method, target) in [
-        ("DELETE", "/"),
-        ("PUT", "/api/slice/1/3.png"),
-        ("POST", "/api/stats"),
-        ("GET", "/api/warmup/start"),
-        ("GET", "/api/warmup/cancel"),
-        ("DELETE", "/api/warmup/start"),
+    for (method, target, allow) in [
+        ("DELETE", "/", "GET"),
+        ("PUT", "/api/slice/1/3.png", "GET"),
+        ("POST", "/api/stats", "GET"),
+        ("GET", "/api/warmup/start", "POST"),
+        ("GET", "/api/warmup/cancel", "POST"),
+        ("DELETE", "/api/warmup/start", "POST"),
     ] {
-        let message = viewer.expect_error(method, target, None);
+        let reply = viewer.request(method, target, None);
+        let message = reply.expect_error(target, Some(405));
         assert!(message.contains(target), "{method} {target}: {message}");
+        assert_eq!(reply.header("allow"), Some(allow), "{method} {target}");
     }
     viewer.assert_alive();
 }
@@ -801,9 +807,13 @@ fn huge_url_is_refused_or_dropped_without_a_crash() {
         format!("/api/slice/1/3.png?min=1&{}", "x=1&".repeat(2048)),
     ] {
         match viewer.try_request("GET", &target, None) {
-            Ok(reply) => {
-                reply.expect_error("a huge URL", None);
-            }
+            // Refused by the HTTP layer (its own plain-text 4xx) or by the viewer (JSON).
+            Ok(reply) => assert!(
+                (400..500).contains(&reply.status),
+                "a huge URL: status {} ({})",
+                reply.status,
+                reply.text()
+            ),
             Err(e) => assert!(
                 !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
                 "a huge URL got no answer in {IO_TIMEOUT:?}: {e}"
@@ -917,21 +927,13 @@ fn warmup_is_never_reported_finished_yet_running() {
 #[test]
 fn clients_withholding_an_announced_body_do_not_freeze_the_server() {
     let viewer = Viewer::start();
-    // As many as the example has workers: each is answered, then its worker waits for the body.
-    let held: Vec<TcpStream> = (0..8)
-        .map(|i| {
+    // Each connection announces a body it never sends: the server waits for it on that
+    // connection alone (until its idle timeout) and goes on serving the others.
+    let held: Vec<TcpStream> = (0..16)
+        .map(|_| {
             let mut s = TcpStream::connect(("127.0.0.1", viewer.port)).unwrap();
-            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
             s.write_all(b"POST /api/levels HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
                 .unwrap();
-            let mut head = [0u8; 12];
-            s.read_exact(&mut head)
-                .unwrap_or_else(|e| panic!("held request {i} not answered: {e}"));
-            assert!(
-                head.starts_with(b"HTTP/1.1 4"),
-                "{:?}",
-                String::from_utf8_lossy(&head)
-            );
             s
         })
         .collect();
@@ -948,7 +950,40 @@ fn clients_withholding_an_announced_body_do_not_freeze_the_server() {
     let reply = answered.map(|_| parse_response(&raw));
     assert!(
         matches!(&reply, Ok(Ok(r)) if r.status == 200),
-        "GET /api/levels with 8 bodies withheld: {reply:?}"
+        "GET /api/levels with 16 bodies withheld: {reply:?}"
     );
+    viewer.assert_alive();
+}
+
+#[test]
+fn many_keep_alive_connections_opened_at_once_are_all_served() {
+    // A browser opens several connections at once and keeps them open. tiny_http 0.12 left a
+    // connection's request unread when more connections arrived together than it had idle
+    // threads, until another connection closed: the viewer page then never finished loading.
+    let viewer = Viewer::start();
+    let targets = ["/api/levels", "/api/stats", "/api/slice/2/1.png", "/"];
+    // Rounds of growing bursts: a round's connections close before the next, so the server
+    // starts each burst with idle threads to hand connections to.
+    for (round, n) in [4, 8, 12, 16, 24, 32].into_iter().enumerate() {
+        let mut conns: Vec<TcpStream> = (0..n)
+            .map(|_| TcpStream::connect(("127.0.0.1", viewer.port)).unwrap())
+            .collect();
+        for (i, c) in conns.iter_mut().enumerate() {
+            let target = targets[i % targets.len()];
+            c.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .unwrap();
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).unwrap_or_else(|e| {
+                panic!("round {round}: connection {i} of {n} not answered in 5 s: {e}")
+            });
+            assert_eq!(&head, b"HTTP/1.1 200", "round {round}, connection {i}");
+        }
+        drop(conns);
+        // Time for the server to see them closed and have its threads idle again.
+        std::thread::sleep(Duration::from_millis(200));
+    }
     viewer.assert_alive();
 }
