@@ -10,14 +10,20 @@
 //! `GET /api/slice/{level}/{z}.raw` (little-endian samples; size in `X-Width`, `X-Height`,
 //! `X-Sample-Type`), `GET /api/section/{level}/{x|y}/{index}.png?min=&max=`, `GET /api/stats`,
 //! `POST /api/warmup/start`, `POST /api/warmup/cancel`. Image responses carry
-//! `X-Lodcache-Source` (memory, disk, generated, source) and `X-Lodcache-Ms`. Bad requests get
-//! a 4xx status and a JSON `{"error": ...}`.
+//! `X-Lodcache-Source` (memory, disk, generated, source) and `X-Lodcache-Ms`. `HEAD` is
+//! answered as `GET` without the body. Bad requests get a 4xx status and a JSON
+//! `{"error": ...}`, except those the HTTP layer refuses before the viewer sees them (headers
+//! over 8 KiB, no `Host`, an unsupported `Expect`), which get its plain-text 4xx.
+//!
+//! One thread per connection, at most 256 at once; a connection is never timed out (an idle
+//! one would otherwise get an unasked error reply), so it lasts until the client closes it.
+//! Requests pipelined on one connection are not supported (browsers do not pipeline).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use image::ImageEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
@@ -25,16 +31,15 @@ use lodcache::{
     Axis, Error, Pixels, Pyramid, Slice, WarmupHandle, WarmupOptions, WarmupOutcome,
     WarmupProgress, sample_stack,
 };
-use oxhttp::Server;
 use oxhttp::model::{Body, Method, Request, Response};
+use oxhttp::{ListeningServer, Server};
 use serde_json::{Value, json};
 
 const PAGE: &str = include_str!("assets/viewer.html");
-/// Connections served at once, one thread each (a browser opens up to six).
+/// Connections served at once, one thread each (a browser opens up to six). No timeout: the
+/// server oxhttp answers a timed-out read, even on an idle keep-alive connection, with an
+/// unasked 500 that a client may take for the reply to its next request.
 const CONNECTIONS: usize = 256;
-/// A connection silent for this long (idle keep-alive, or a client withholding what it
-/// announced) is closed.
-const IDLE: Duration = Duration::from_secs(30);
 
 struct Args {
     stack: Option<PathBuf>,
@@ -261,8 +266,10 @@ impl App {
     fn respond(&self, request: &Request<Body>) -> Response<Body> {
         let uri = request.uri();
         let path = uri.path();
+        let head = request.method() == Method::HEAD;
+        let method = if head { &Method::GET } else { request.method() };
         let reply = self
-            .route(request.method(), path, uri.query().unwrap_or(""))
+            .route(method, path, uri.query().unwrap_or(""))
             .unwrap_or_else(|Fail(status, message)| {
                 let reply = json_reply(status, &json!({ "error": message }));
                 if status == 405 {
@@ -271,7 +278,16 @@ impl App {
                     reply
                 }
             });
-        reply.into_response()
+        if head {
+            // The headers a GET would get, no body (Content-Length then says 0).
+            Reply {
+                body: Vec::new(),
+                ..reply
+            }
+            .into_response()
+        } else {
+            reply.into_response()
+        }
     }
 
     fn route(&self, method: &Method, path: &str, query: &str) -> Result<Reply, Fail> {
@@ -468,12 +484,32 @@ fn settle(slot: &mut Warmup) {
     }
 }
 
-/// The address to serve on: 127.0.0.1:`port`, or a free port for 0 (found by binding it; the
-/// server binds it again at once).
-fn address(port: u16) -> Result<SocketAddr, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("cannot listen on 127.0.0.1:{port}: {e}");
-    let probe = TcpListener::bind(("127.0.0.1", port)).map_err(|e| fail(&e))?;
-    probe.local_addr().map_err(|e| fail(&e))
+/// Starts `app`'s server on 127.0.0.1:`port` and returns it with its address. For port 0 a
+/// free port is found by binding one and letting it go (oxhttp binds by address and does not
+/// say which port it got); should another process take it meanwhile, another is tried.
+fn serve(app: Arc<App>, port: u16) -> Result<(ListeningServer, SocketAddr), String> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let fail = |e: &dyn std::fmt::Display| format!("cannot listen on 127.0.0.1:{port}: {e}");
+        let probe = TcpListener::bind(("127.0.0.1", port)).map_err(|e| fail(&e))?;
+        let addr = probe.local_addr().map_err(|e| fail(&e))?;
+        drop(probe);
+        let app = Arc::clone(&app);
+        match Server::new(move |request| app.respond(request))
+            .bind(addr)
+            .with_max_concurrent_connections(CONNECTIONS)
+            .spawn()
+        {
+            Ok(server) => return Ok((server, addr)),
+            Err(e) if port == 0 && tries < 5 => log_retry(&e),
+            Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
+        }
+    }
+}
+
+fn log_retry(e: &std::io::Error) {
+    eprintln!("the free port found was taken meanwhile ({e}); trying another");
 }
 
 fn run() -> Result<(), String> {
@@ -506,13 +542,7 @@ fn run() -> Result<(), String> {
     // One thread per connection (oxhttp): a browser keeps its connections open between
     // requests, and tiny_http's connection pool left a connection unserved, its request unread,
     // when more arrived at once than it had idle threads (seen as a page that never finished).
-    let addr = address(args.port)?;
-    let server = Server::new(move |request| app.respond(request))
-        .bind(addr)
-        .with_global_timeout(IDLE)
-        .with_max_concurrent_connections(CONNECTIONS)
-        .spawn()
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let (server, addr) = serve(app, args.port)?;
     println!(
         "lodcache viewer on http://{addr}/ serving {}",
         stack_dir.display()

@@ -56,10 +56,12 @@ pub struct StreamStats {
     pub source_bytes: u64,
     /// Slices produced per level (index 0 is always 0: the source is not produced).
     pub produced: Vec<u64>,
-    /// Level-1 slice buffers allocated by the reading threads: bounded by the thread count,
-    /// whatever the depth (every buffer is recycled), when the sink keeps no slice.
+    /// Level-1 slice buffers the reading threads started with: bounded by the thread count,
+    /// whatever the depth. When the sink keeps no slice, these are all there are (every buffer
+    /// is recycled); a kept slice's place is taken by a new buffer, not counted here.
     pub source_buffers: usize,
-    /// Buffers of levels 2 and up allocated by the cascade: at most two per level.
+    /// Buffers of levels 2 and up allocated by the cascade: at most two per level when the
+    /// sink keeps no slice, plus one for each slice of those levels it keeps.
     pub level_buffers: usize,
     /// Time the consumer waited for level-1 slices (read-ahead too slow when large).
     pub waited: Duration,

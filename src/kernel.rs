@@ -47,6 +47,13 @@ fn row4<T: Sample>(a0: &[T], a1: &[T], dst: &mut [T]) {
 /// the same code twice the speed on AVX2 machines, with no `unsafe` here).
 #[multiversion::multiversion(targets("x86_64+avx2"))]
 fn reduce_rows<T: Sample>(a: &[T], b: Option<&[T]>, width: usize, first_row: usize, dst: &mut [T]) {
+    rows_body(a, b, width, first_row, dst);
+}
+
+/// The body of [`reduce_rows`], inlined into each of its builds; tests call it directly too, so
+/// that the baseline build is checked on machines that would pick AVX2.
+#[inline(always)]
+fn rows_body<T: Sample>(a: &[T], b: Option<&[T]>, width: usize, first_row: usize, dst: &mut [T]) {
     let out_w = width / 2;
     if out_w == 0 {
         return;
@@ -311,6 +318,10 @@ mod tests {
             let want = oracle_u16(&a, b, w, h);
             prop_assert_eq!(&run(&a, b, w, h, false), &want);
             prop_assert_eq!(&run(&a, b, w, h, true), &want);
+            // The body as compiled for the baseline target, whatever this machine picks.
+            let mut plain = vec![0u16; (w / 2) * (h / 2)];
+            rows_body(&a, b, w, 0, &mut plain);
+            prop_assert_eq!(&plain, &want);
         }
 
         #[test]

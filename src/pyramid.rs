@@ -930,8 +930,8 @@ impl Pyramid {
     }
 
     /// One streaming pass up to level `top`: every produced slice not stored yet is handed to
-    /// the storing threads (a copy: the stream reuses its buffers); slices of the `wanted`
-    /// levels also go to `f`.
+    /// the storing threads (kept as lent; the stream makes a new buffer in its place); slices of
+    /// the `wanted` levels also go to `f`.
     fn stream_build(&self, top: u32, wanted: &[u32], f: &mut SliceSink<'_>) -> Result<()> {
         self.inner.counters.stream_builds.incr();
         let started = Instant::now();
