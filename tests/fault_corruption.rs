@@ -28,7 +28,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::{Volume as Naive, phantom_volume, values};
+use common::{Rng, Volume as Naive, phantom_volume, values};
 use lodcache::codec::{self, FORMAT_VERSION, HEADER_LEN};
 use lodcache::store::{DiskMode, DiskStats, blob_path};
 use lodcache::{
@@ -42,29 +42,6 @@ const SIZE: (u32, u32, u32) = (256, 192, 64);
 const EDGE: u32 = 16;
 const ALL: usize = 32 + 16 + 8 + 4;
 const SEED: u64 = 0xD15C_0B1A_B5EE_D001;
-
-/// SplitMix64: small and seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i + 1));
-        }
-    }
-}
 
 /// One line of the summary table.
 struct Row {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Volume as Naive, blob_files, phantom_volume, temp_files, values};
+use common::{Rng, Volume as Naive, blob_files, phantom_volume, temp_files};
 use lodcache::store::{DiskMode, blob_path};
 use lodcache::{Phantom, Pyramid, PyramidBuilder, Served, SliceKey, WarmupOptions, WarmupOutcome};
 
@@ -40,23 +40,6 @@ const SEED: u64 = 0x00C0_FFEE_5EED;
 /// A child starts no warm-up run once this many blobs exist (a run makes six slices at most,
 /// see [`crash_child_warms_up_until_killed`]), and is killed there whatever its kill point.
 const GUARD: usize = ALL - 6;
-
-/// SplitMix64: small, seeded, good enough to pick delays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn builder(stack: &Path, cache: &Path) -> PyramidBuilder {
     Pyramid::builder(stack)
@@ -202,16 +185,7 @@ impl Scan {
     }
 
     fn check(&self, what: &str, key: SliceKey, slice: &lodcache::Slice) {
-        let want = &self.naive[key.level as usize];
-        assert_eq!(
-            (slice.width() as usize, slice.height() as usize),
-            (want.width, want.height),
-            "{what}: {key} size"
-        );
-        assert!(
-            values(slice) == want.slices[key.z as usize],
-            "{what}: {key} differs from the naive pyramid"
-        );
+        common::assert_naive(what, &self.naive, key.level, key.z, slice);
     }
 
     /// Runs a child on `cache` and kills it at `point`, or once `cap` blobs exist if that comes
@@ -376,8 +350,8 @@ fn schedule() -> Vec<Point> {
         .map(|k| match k % 4 {
             // Half of them within the child's start-up (opening the folder: sweeping,
             // checking and writing the manifest), half while it makes slices.
-            0 if rng.below(2) == 0 => Point::Delay(Duration::from_micros(rng.below(5_000))),
-            0 => Point::Delay(Duration::from_millis(5 + rng.below(35))),
+            0 if rng.below(2) == 0 => Point::Delay(Duration::from_micros(rng.below(5_000) as u64)),
+            0 => Point::Delay(Duration::from_millis(5 + rng.below(35) as u64)),
             2 => Point::MidWrite,
             // The number is set when the kill comes (see below).
             _ => Point::Blobs(0),

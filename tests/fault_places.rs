@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Volume as Naive, read_tiff_dir, values};
+use common::{Volume as Naive, read_tiff_dir};
 use lodcache::store::{DiskMode, blob_path, default_cache_dir};
 use lodcache::{Phantom, Pyramid, PyramidBuilder, Served, SliceKey, WarmupOptions, WarmupOutcome};
 
@@ -91,16 +91,7 @@ fn keys(pyr: &Pyramid) -> Vec<SliceKey> {
 }
 
 fn check(what: &str, naive: &[Naive], level: u32, z: u32, slice: &lodcache::Slice) {
-    let want = &naive[level as usize];
-    assert_eq!(
-        (slice.width() as usize, slice.height() as usize),
-        (want.width, want.height),
-        "{what}: level {level} slice {z} size"
-    );
-    assert!(
-        values(slice) == want.slices[z as usize],
-        "{what}: level {level} slice {z} differs from the naive pyramid"
-    );
+    common::assert_naive(what, naive, level, z, slice);
 }
 
 /// Requests every slice of every level (sources first) and checks each; returns where the

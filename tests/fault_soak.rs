@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Volume as Naive, phantom_volume, values};
+use common::{Rng, Volume as Naive, phantom_volume, values};
 use lodcache::{Axis, Phantom, Pyramid, Served, WarmupOptions, WarmupOutcome};
 
 /// 256 x 256 x 64 16-bit at edge 16: levels 128 x 128 x 32, 64 x 64 x 16, 32 x 32 x 8 and
@@ -27,23 +27,6 @@ const SLACK_BYTES: u64 = 64 << 20;
 /// Source slices each thread may hold at once (a request decodes two at a time; the streaming
 /// builder a few per decoder thread; buffers are recycled through a spare pool).
 const SOURCE_SLICES_PER_THREAD: u64 = 8;
-
-/// SplitMix64, seeded per thread, so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % u64::from(n)) as u32
-    }
-}
 
 /// A field of `/proc/self/status` in bytes (`VmRSS:`, `VmHWM:`), or `None` without `/proc`.
 fn status_bytes(field: &str) -> Option<u64> {
@@ -97,11 +80,11 @@ fn served_index(s: Served) -> usize {
 /// text (threads must not panic while the helpers run).
 fn request(pyr: &Pyramid, naive: &[Naive], rng: &mut Rng, tally: &Tally) -> Result<(), String> {
     let levels = naive.len() as u32;
-    let kind = rng.below(100);
+    let kind = rng.below_u32(100);
     if kind < 60 {
-        let level = rng.below(levels);
+        let level = rng.below_u32(levels);
         let v = &naive[level as usize];
-        let z = rng.below(v.slices.len() as u32);
+        let z = rng.below_u32(v.slices.len() as u32);
         let (slice, served) = pyr
             .slice_served(level, z)
             .map_err(|e| format!("slice {level}/{z}: {e}"))?;
@@ -113,16 +96,16 @@ fn request(pyr: &Pyramid, naive: &[Naive], rng: &mut Rng, tally: &Tally) -> Resu
             return Err(format!("slice {level}/{z} ({served:?}) differs"));
         }
     } else if kind < 80 {
-        let level = rng.below(levels);
+        let level = rng.below_u32(levels);
         let v = &naive[level as usize];
-        let z = rng.below(v.slices.len() as u32);
+        let z = rng.below_u32(v.slices.len() as u32);
         let (w, h) = (
-            1 + rng.below(v.width as u32),
-            1 + rng.below(v.height as u32),
+            1 + rng.below_u32(v.width as u32),
+            1 + rng.below_u32(v.height as u32),
         );
         let (x, y) = (
-            rng.below(v.width as u32 - w + 1),
-            rng.below(v.height as u32 - h + 1),
+            rng.below_u32(v.width as u32 - w + 1),
+            rng.below_u32(v.height as u32 - h + 1),
         );
         let got = pyr
             .region(level, z, x, y, w, h)
@@ -139,15 +122,15 @@ fn request(pyr: &Pyramid, naive: &[Naive], rng: &mut Rng, tally: &Tally) -> Resu
             return Err(format!("region {level}/{z} {w}x{h}@{x},{y} differs"));
         }
     } else if kind < 92 {
-        let level = SMALL_LEVELS_FROM + rng.below(levels - SMALL_LEVELS_FROM);
+        let level = SMALL_LEVELS_FROM + rng.below_u32(levels - SMALL_LEVELS_FROM);
         let v = &naive[level as usize];
-        let axis = [Axis::X, Axis::Y, Axis::Z][rng.below(3) as usize];
+        let axis = [Axis::X, Axis::Y, Axis::Z][rng.below_u32(3) as usize];
         let extent = match axis {
             Axis::X => v.width,
             Axis::Y => v.height,
             Axis::Z => v.slices.len(),
         } as u32;
-        let index = rng.below(extent);
+        let index = rng.below_u32(extent);
         let got = pyr
             .section(level, axis, index)
             .map_err(|e| format!("section {level} {axis:?} {index}: {e}"))?;
@@ -170,7 +153,7 @@ fn request(pyr: &Pyramid, naive: &[Naive], rng: &mut Rng, tally: &Tally) -> Resu
             return Err(format!("section {level} {axis:?} {index} differs"));
         }
     } else {
-        let level = SMALL_LEVELS_FROM + rng.below(levels - SMALL_LEVELS_FROM);
+        let level = SMALL_LEVELS_FROM + rng.below_u32(levels - SMALL_LEVELS_FROM);
         let v = &naive[level as usize];
         let got = pyr
             .volume(level)
@@ -307,8 +290,8 @@ fn eight_threads_and_a_restarting_warm_up_get_exact_answers_within_the_memory_bu
                                 .push(format!("thread {t} request {i}: {e}"));
                         }
                         // Now and then a pause, in which the warm-up may make a slice.
-                        if rng.below(10) == 0 {
-                            std::thread::sleep(Duration::from_millis(u64::from(rng.below(3))));
+                        if rng.below_u32(10) == 0 {
+                            std::thread::sleep(Duration::from_millis(u64::from(rng.below_u32(3))));
                         }
                     }
                 });

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{Volume as Naive, blob_files, phantom_volume, temp_files, values};
+use common::{Volume as Naive, blob_files, phantom_volume, temp_files};
 use lodcache::store::blob_path;
 use lodcache::{
     Phantom, Pyramid, PyramidBuilder, Slice, SliceKey, WarmupHandle, WarmupOptions, WarmupOutcome,
@@ -105,16 +105,7 @@ impl Scan {
     }
 
     fn check(&self, what: &str, key: SliceKey, slice: &Slice) {
-        let want = &self.naive[key.level as usize];
-        assert_eq!(
-            (slice.width() as usize, slice.height() as usize),
-            (want.width, want.height),
-            "{what}: {key} size"
-        );
-        assert!(
-            values(slice) == want.slices[key.z as usize],
-            "{what}: {key} differs from the naive pyramid"
-        );
+        common::assert_naive(what, &self.naive, key.level, key.z, slice);
     }
 
     /// Checks, through a newly opened pyramid on `cache`, that every blob file there holds the

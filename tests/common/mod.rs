@@ -122,6 +122,20 @@ pub fn values(slice: &lodcache::Slice) -> Vec<u32> {
     }
 }
 
+/// Asserts that `slice` is slice `z` of level `level` of the naive pyramid `naive`.
+pub fn assert_naive(what: &str, naive: &[Volume], level: u32, z: u32, slice: &lodcache::Slice) {
+    let want = &naive[level as usize];
+    assert_eq!(
+        (slice.width() as usize, slice.height() as usize),
+        (want.width, want.height),
+        "{what}: level {level} slice {z} size"
+    );
+    assert!(
+        values(slice) == want.slices[z as usize],
+        "{what}: level {level} slice {z} differs from the naive pyramid"
+    );
+}
+
 /// The phantom as a volume, generated in memory.
 pub fn phantom_volume(p: &lodcache::Phantom) -> Volume {
     Volume {
@@ -212,4 +226,35 @@ pub fn temp_files(cache: &Path) -> Vec<PathBuf> {
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".tmp-"))
         .collect()
+}
+
+/// SplitMix64: a small seeded generator, so that a failing run can be replayed.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// A number in `0..n`.
+    pub fn below_u32(&mut self, n: u32) -> u32 {
+        (self.next() % u64::from(n)) as u32
+    }
+
+    /// `items` in a random order.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
 }
