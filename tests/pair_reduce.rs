@@ -283,6 +283,10 @@ struct Entry {
     values: Vec<u64>,
 }
 
+fn entry(tag: u16, ty: u16, values: Vec<u64>) -> Entry {
+    Entry { tag, ty, values }
+}
+
 impl Tif {
     fn put(&self, out: &mut Vec<u8>, v: u64, size: usize) {
         let bytes = v.to_be_bytes();
@@ -471,104 +475,52 @@ impl Tif {
         };
         let build = |offsets: &[u64], offsets_ty: u16| {
             let mut e = vec![
-                Entry {
-                    tag: 256,
-                    ty: small(w.into()),
-                    values: vec![w.into()],
-                },
-                Entry {
-                    tag: 257,
-                    ty: small(h.into()),
-                    values: vec![h.into()],
-                },
-                Entry {
-                    tag: 258,
-                    ty: SHORT,
-                    values: vec![kind.bytes() as u64 * 8; self.spp()],
-                },
+                entry(256, small(w.into()), vec![w.into()]),
+                entry(257, small(h.into()), vec![h.into()]),
+                entry(258, SHORT, vec![kind.bytes() as u64 * 8; self.spp()]),
             ];
             if self.compression_tag {
-                e.push(Entry {
-                    tag: 259,
-                    ty: SHORT,
-                    values: vec![1],
-                });
+                e.push(entry(259, SHORT, vec![1]));
             }
             if let Some(p) = self.photometric {
-                e.push(Entry {
-                    tag: 262,
-                    ty: SHORT,
-                    values: vec![p.into()],
-                });
+                e.push(entry(262, SHORT, vec![p.into()]));
             }
             if self.tile.is_none() {
-                e.push(Entry {
-                    tag: 273,
-                    ty: offsets_ty,
-                    values: offsets.to_vec(),
-                });
+                e.push(entry(273, offsets_ty, offsets.to_vec()));
             }
-            e.push(Entry {
-                tag: 277,
-                ty: SHORT,
-                values: vec![self.spp() as u64],
-            });
+            e.push(entry(277, SHORT, vec![self.spp() as u64]));
             if self.tile.is_none() {
                 if let Some(r) = self.rows_per_strip {
-                    e.push(Entry {
-                        tag: 278,
-                        ty: small(r.into()),
-                        values: vec![r.into()],
-                    });
+                    e.push(entry(278, small(r.into()), vec![r.into()]));
                 }
-                e.push(Entry {
-                    tag: 279,
-                    ty: small(*counts.iter().max().unwrap()),
-                    values: counts.clone(),
-                });
+                e.push(entry(
+                    279,
+                    small(*counts.iter().max().unwrap()),
+                    counts.clone(),
+                ));
             }
             if let Some(p) = self.predictor {
-                e.push(Entry {
-                    tag: 317,
-                    ty: SHORT,
-                    values: vec![p.into()],
-                });
+                e.push(entry(317, SHORT, vec![p.into()]));
             }
             if let Some(t) = self.tile {
-                e.push(Entry {
-                    tag: 322,
-                    ty: small(t.into()),
-                    values: vec![t.into()],
-                });
-                e.push(Entry {
-                    tag: 323,
-                    ty: small(t.into()),
-                    values: vec![t.into()],
-                });
-                e.push(Entry {
-                    tag: 324,
-                    ty: offsets_ty,
-                    values: offsets.to_vec(),
-                });
-                e.push(Entry {
-                    tag: 325,
-                    ty: if self.bigtiff { LONG8 } else { LONG },
-                    values: counts.clone(),
-                });
+                e.push(entry(322, small(t.into()), vec![t.into()]));
+                e.push(entry(323, small(t.into()), vec![t.into()]));
+                e.push(entry(324, offsets_ty, offsets.to_vec()));
+                e.push(entry(
+                    325,
+                    if self.bigtiff { LONG8 } else { LONG },
+                    counts.clone(),
+                ));
             }
             if self.alpha {
-                e.push(Entry {
-                    tag: 338,
-                    ty: SHORT,
-                    values: vec![2],
-                });
+                e.push(entry(338, SHORT, vec![2]));
             }
             if kind == Kind::F32 || self.sample_format_tag {
-                e.push(Entry {
-                    tag: 339,
-                    ty: SHORT,
-                    values: vec![if kind == Kind::F32 { 3 } else { 1 }; self.spp()],
-                });
+                e.push(entry(
+                    339,
+                    SHORT,
+                    vec![if kind == Kind::F32 { 3 } else { 1 }; self.spp()],
+                ));
             }
             e
         };

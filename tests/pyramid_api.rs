@@ -75,16 +75,7 @@ impl Fixture {
     }
 
     fn check(&self, what: &str, level: u32, z: u32, slice: &Slice) {
-        let want = &self.naive[level as usize];
-        assert_eq!(
-            (slice.width() as usize, slice.height() as usize),
-            (want.width, want.height),
-            "{what}: level {level} slice {z} size"
-        );
-        assert!(
-            values(slice) == want.slices[z as usize],
-            "{what}: level {level} slice {z} differs from the naive pyramid"
-        );
+        common::assert_naive(what, &self.naive, level, z, slice);
     }
 
     /// Files of a folder's blobs (`<cache>/<level>/<z>.blob`).
