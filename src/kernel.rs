@@ -155,21 +155,6 @@ pub fn reduce_slices_here(a: &Slice, b: Option<&Slice>, dst: &mut Slice) -> Resu
     reduce_slices_with(a, b, dst, false)
 }
 
-fn typed_band<T: Sample + bytemuck::Pod>(
-    a: &[u8],
-    b: Option<&[u8]>,
-    width: usize,
-    rows: usize,
-    dst: &mut Slice,
-    out: std::ops::Range<usize>,
-) {
-    let a = bytemuck::cast_slice::<u8, T>(a);
-    let b = b.map(bytemuck::cast_slice::<u8, T>);
-    if let Some(dst) = T::view_mut(dst.pixels_mut()) {
-        reduce_2x2x2(a, b, width, rows, &mut dst[out]);
-    }
-}
-
 /// Reduces a band of `rows` input rows (`a` and `b` as raw native-order samples of `dst`'s
 /// type, `width` samples a row, 8-byte aligned) into samples `out` of `dst`, on this thread.
 ///
@@ -183,10 +168,11 @@ pub(crate) fn reduce_bytes(
     dst: &mut Slice,
     out: std::ops::Range<usize>,
 ) {
-    match dst.sample_type() {
-        crate::SampleType::U8 => typed_band::<u8>(a, b, width, rows, dst, out),
-        crate::SampleType::U16 => typed_band::<u16>(a, b, width, rows, dst, out),
-        crate::SampleType::F32 => typed_band::<f32>(a, b, width, rows, dst, out),
+    use bytemuck::cast_slice;
+    match dst.pixels_mut() {
+        Pixels::U8(v) => reduce_2x2x2(a, b, width, rows, &mut v[out]),
+        Pixels::U16(v) => reduce_2x2x2(cast_slice(a), b.map(cast_slice), width, rows, &mut v[out]),
+        Pixels::F32(v) => reduce_2x2x2(cast_slice(a), b.map(cast_slice), width, rows, &mut v[out]),
     }
 }
 
