@@ -488,10 +488,10 @@ fn settle(slot: &mut Warmup) {
 /// free port is found by binding one and letting it go (oxhttp binds by address and does not
 /// say which port it got); should another process take it meanwhile, another is tried.
 fn serve(app: Arc<App>, port: u16) -> Result<(ListeningServer, SocketAddr), String> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let fail = |e: &dyn std::fmt::Display| format!("cannot listen on 127.0.0.1:{port}: {e}");
+    let fail = |e: &dyn std::fmt::Display| format!("cannot listen on 127.0.0.1:{port}: {e}");
+    let tries = if port == 0 { 5 } else { 1 };
+    let mut last = String::new();
+    for _ in 0..tries {
         let probe = TcpListener::bind(("127.0.0.1", port)).map_err(|e| fail(&e))?;
         let addr = probe.local_addr().map_err(|e| fail(&e))?;
         drop(probe);
@@ -502,14 +502,10 @@ fn serve(app: Arc<App>, port: u16) -> Result<(ListeningServer, SocketAddr), Stri
             .spawn()
         {
             Ok(server) => return Ok((server, addr)),
-            Err(e) if port == 0 && tries < 5 => log_retry(&e),
-            Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
+            Err(e) => last = format!("cannot listen on {addr}: {e}"),
         }
     }
-}
-
-fn log_retry(e: &std::io::Error) {
-    eprintln!("the free port found was taken meanwhile ({e}); trying another");
+    Err(last)
 }
 
 fn run() -> Result<(), String> {
