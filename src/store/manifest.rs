@@ -33,6 +33,11 @@ pub struct SourceRecord {
     pub size: u64,
     /// Modification time, nanoseconds since the Unix epoch (0 where the system has none).
     pub mtime_ns: u128,
+    /// The file's inode number (0 where the system has none). Two stacks written within one
+    /// tick of the file system's clock can share names, sizes and times; they never share
+    /// inodes on one file system, while every machine mounting the same files sees the same.
+    #[serde(default)]
+    pub inode: u64,
     /// XXH3-64 of the whole file, when the content check is on (see
     /// [`Manifest::with_content`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,6 +52,7 @@ impl SourceRecord {
         h.update(&[0]);
         h.update(&self.size.to_le_bytes());
         h.update(&self.mtime_ns.to_le_bytes());
+        h.update(&self.inode.to_le_bytes());
         h.update(&self.content.unwrap_or(0).to_le_bytes());
         h.update(&[u8::from(self.content.is_some())]);
         h.digest()
@@ -56,7 +62,7 @@ impl SourceRecord {
 /// The source fingerprint of a stack: what its cached blobs are made from.
 ///
 /// Written as `manifest.json` in a cache folder. It records every source slice (name, size,
-/// modification time and, with the content check, a hash of its bytes), the slices' size and
+/// modification time, inode number and, with the content check, a hash of its bytes), the slices' size and
 /// sample type, and the blob format version; not the stack's path (machines that mount a scan
 /// at different paths share its blobs) and not the level rule (blobs do not depend on it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +300,10 @@ fn source_record(path: &Path) -> Result<SourceRecord> {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
     Ok(SourceRecord {
         name: path
             .file_name()
@@ -301,6 +311,7 @@ fn source_record(path: &Path) -> Result<SourceRecord> {
             .unwrap_or_default(),
         size: meta.len(),
         mtime_ns,
+        inode,
         content: None,
     })
 }
@@ -461,6 +472,7 @@ mod tests {
                     name: format!("s{i:03}.tif"),
                     size: 100,
                     mtime_ns: 5,
+                    inode: 1000 + i as u64,
                     content: None,
                 })
                 .collect(),
