@@ -81,29 +81,120 @@ impl State {
     }
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
-    budget: None,
-    in_use: 0,
-    peak: 0,
-    waiting: 0,
-    waited: 0,
-    next_ticket: 0,
-    serving: 0,
-});
+/// A byte budget shared by threads: reservations wait in arrival order until they fit.
+#[derive(Debug)]
+struct Budget {
+    state: Mutex<State>,
+    /// Signalled whenever bytes are given back, the queue moves or the budget changes.
+    changed: Condvar,
+}
 
-/// Signalled whenever bytes are given back, the queue moves or the budget changes.
-static CHANGED: Condvar = Condvar::new();
+/// The process-wide decode budget.
+static DECODE: Budget = Budget::new();
 
-fn state() -> MutexGuard<'static, State> {
-    // The state is a handful of counters, each updated in one step: a panic elsewhere while
-    // the lock was held cannot leave them half-done.
-    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+impl Budget {
+    const fn new() -> Budget {
+        Budget {
+            state: Mutex::new(State {
+                budget: None,
+                in_use: 0,
+                peak: 0,
+                waiting: 0,
+                waited: 0,
+                next_ticket: 0,
+                serving: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is a handful of counters, each updated in one step: a panic elsewhere
+        // while the lock was held cannot leave them half-done.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reserve(&'static self, path: &Path, bytes: u64) -> Result<DecodeReservation> {
+        if bytes == 0 {
+            return Ok(DecodeReservation {
+                budget: self,
+                bytes,
+            });
+        }
+        let over = |budget| Error::OverDecodeBudget {
+            path: path.to_path_buf(),
+            needed: bytes,
+            budget,
+        };
+        let mut s = self.lock();
+        let budget = s.budget();
+        if bytes > budget {
+            return Err(over(budget));
+        }
+        let ticket = s.next_ticket;
+        s.next_ticket += 1;
+        let mut waited = false;
+        loop {
+            if s.serving == ticket {
+                let budget = s.budget();
+                if bytes > budget {
+                    // Lowered while this one waited: refused, and the next in line goes.
+                    s.serving += 1;
+                    if waited {
+                        s.waiting -= 1;
+                    }
+                    drop(s);
+                    self.changed.notify_all();
+                    return Err(over(budget));
+                }
+                if s.in_use + bytes <= budget {
+                    break;
+                }
+            }
+            if !waited {
+                waited = true;
+                s.waiting += 1;
+                s.waited += 1;
+            }
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+        if waited {
+            s.waiting -= 1;
+        }
+        s.serving += 1;
+        s.in_use += bytes;
+        s.peak = s.peak.max(s.in_use);
+        drop(s);
+        // The next in line may fit too.
+        self.changed.notify_all();
+        Ok(DecodeReservation {
+            budget: self,
+            bytes,
+        })
+    }
+
+    fn set(&self, bytes: u64) {
+        self.lock().budget = Some(bytes);
+        self.changed.notify_all();
+    }
+
+    fn stats(&self) -> DecodeBudgetStats {
+        let mut s = self.lock();
+        DecodeBudgetStats {
+            budget: s.budget(),
+            in_use: s.in_use,
+            peak: s.peak,
+            waiting: s.waiting,
+            waited: s.waited,
+        }
+    }
 }
 
 /// Bytes of memory reserved for one decode; given back when dropped.
 #[derive(Debug)]
 #[must_use = "the bytes are given back as soon as the reservation is dropped"]
 pub struct DecodeReservation {
+    budget: &'static Budget,
     bytes: u64,
 }
 
@@ -119,15 +210,15 @@ impl Drop for DecodeReservation {
         if self.bytes == 0 {
             return;
         }
-        state().in_use -= self.bytes;
-        CHANGED.notify_all();
+        self.budget.lock().in_use -= self.bytes;
+        self.budget.changed.notify_all();
     }
 }
 
 /// Reserves `bytes` of the decode budget for work on `path`, waiting until they fit next to
-/// the reservations already held (in arrival order). Decoding reserves what it needs by
-/// itself; this is for callers that hold large decoded buffers of their own and want them
-/// counted.
+/// the reservations already held (in arrival order, so a large one is not overtaken forever
+/// by small ones). Decoding reserves what it needs by itself; this is for callers that hold
+/// large decoded buffers of their own and want them counted.
 ///
 /// Never call it while holding another reservation on the same thread: a second reservation
 /// that has to wait for the first would wait forever.
@@ -136,55 +227,7 @@ impl Drop for DecodeReservation {
 /// [`Error::OverDecodeBudget`] naming `path`, `bytes` and the budget when `bytes` is more
 /// than the whole budget (also when the budget is lowered below it while waiting).
 pub fn reserve_decode_memory(path: &Path, bytes: u64) -> Result<DecodeReservation> {
-    if bytes == 0 {
-        return Ok(DecodeReservation { bytes: 0 });
-    }
-    let over = |budget| Error::OverDecodeBudget {
-        path: path.to_path_buf(),
-        needed: bytes,
-        budget,
-    };
-    let mut s = state();
-    let budget = s.budget();
-    if bytes > budget {
-        return Err(over(budget));
-    }
-    let ticket = s.next_ticket;
-    s.next_ticket += 1;
-    let mut waited = false;
-    loop {
-        if s.serving == ticket {
-            let budget = s.budget();
-            if bytes > budget {
-                s.serving += 1;
-                if waited {
-                    s.waiting -= 1;
-                }
-                drop(s);
-                CHANGED.notify_all();
-                return Err(over(budget));
-            }
-            if s.in_use + bytes <= budget {
-                break;
-            }
-        }
-        if !waited {
-            waited = true;
-            s.waiting += 1;
-            s.waited += 1;
-        }
-        s = CHANGED.wait(s).unwrap_or_else(PoisonError::into_inner);
-    }
-    if waited {
-        s.waiting -= 1;
-    }
-    s.serving += 1;
-    s.in_use += bytes;
-    s.peak = s.peak.max(s.in_use);
-    drop(s);
-    // The next in line may fit too.
-    CHANGED.notify_all();
-    Ok(DecodeReservation { bytes })
+    DECODE.reserve(path, bytes)
 }
 
 /// Sets the process-wide decode budget in bytes (see the module docs). Reservations already
@@ -200,26 +243,18 @@ pub fn set_decode_budget(bytes: u64) -> Result<()> {
             "0 bytes: no slice could be decoded",
         ));
     }
-    state().budget = Some(bytes);
-    CHANGED.notify_all();
+    DECODE.set(bytes);
     Ok(())
 }
 
 /// The process-wide decode budget in bytes.
 pub fn decode_budget() -> u64 {
-    state().budget()
+    DECODE.lock().budget()
 }
 
 /// What the decode budget is doing.
 pub fn decode_budget_stats() -> DecodeBudgetStats {
-    let mut s = state();
-    DecodeBudgetStats {
-        budget: s.budget(),
-        in_use: s.in_use,
-        peak: s.peak,
-        waiting: s.waiting,
-        waited: s.waited,
-    }
+    DECODE.stats()
 }
 
 /// The budget used until [`set_decode_budget`] is called: a quarter of the machine's memory,
@@ -265,6 +300,127 @@ fn cgroup_limit() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// A budget of its own (leaked: reservations refer to it for `'static`).
+    fn budget(bytes: u64) -> &'static Budget {
+        let b: &'static Budget = Box::leak(Box::new(Budget::new()));
+        b.set(bytes);
+        b
+    }
+
+    /// Waits until `n` reservations wait on `b` (bounded: a hang fails the test).
+    fn until_waiting(b: &Budget, n: u64) {
+        let since = Instant::now();
+        while b.stats().waiting != n {
+            assert!(
+                since.elapsed() < Duration::from_secs(20),
+                "never {n} waiting"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Starts a thread reserving `bytes` of `b` that reports `(tag, outcome)` once it has it
+    /// (and keeps it until `release` says so).
+    fn reserver(
+        b: &'static Budget,
+        bytes: u64,
+        tag: &'static str,
+        done: mpsc::Sender<(&'static str, Result<u64>)>,
+        release: mpsc::Receiver<()>,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let r = b.reserve(Path::new(tag), bytes);
+            let bytes = r
+                .as_ref()
+                .map(DecodeReservation::bytes)
+                .map_err(|e| Error::invalid("test", e.to_string()));
+            done.send((tag, bytes)).unwrap();
+            let _ = release.recv();
+            drop(r);
+        })
+    }
+
+    #[test]
+    fn a_large_reservation_is_not_overtaken_by_small_ones() {
+        let b = budget(100);
+        let held = b.reserve(Path::new("held"), 60).unwrap();
+        let (done_tx, done) = mpsc::channel();
+        let (release_big, rx) = mpsc::channel();
+        let big = reserver(b, 80, "big", done_tx.clone(), rx);
+        until_waiting(b, 1);
+        // 10 would fit beside the 60 held, but the 80 asked first.
+        let (release_small, rx) = mpsc::channel();
+        let small = reserver(b, 10, "small", done_tx, rx);
+        until_waiting(b, 2);
+        assert!(done.try_recv().is_err());
+        assert_eq!(b.stats().in_use, 60);
+        // Once the 60 are given back, both fit (80 + 10).
+        drop(held);
+        let next = || done.recv_timeout(Duration::from_secs(20)).unwrap().0;
+        let mut served = [next(), next()];
+        served.sort_unstable();
+        assert_eq!(served, ["big", "small"]);
+        assert_eq!(b.stats().in_use, 90);
+        release_big.send(()).unwrap();
+        release_small.send(()).unwrap();
+        big.join().unwrap();
+        small.join().unwrap();
+        let stats = b.stats();
+        assert_eq!(
+            (stats.in_use, stats.waiting, stats.waited, stats.peak),
+            (0, 0, 2, 90)
+        );
+    }
+
+    #[test]
+    fn a_waiting_reservation_is_refused_when_the_budget_drops_below_it_and_served_when_it_rises() {
+        let b = budget(100);
+        let held = b.reserve(Path::new("held"), 60).unwrap();
+        let (done_tx, done) = mpsc::channel();
+        let (release, rx) = mpsc::channel();
+        let t = reserver(b, 80, "big", done_tx.clone(), rx);
+        until_waiting(b, 1);
+        b.set(70);
+        let (tag, outcome) = done.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(tag, "big");
+        let text = outcome.unwrap_err().to_string();
+        assert!(
+            text.contains("80 bytes") && text.contains("70 bytes"),
+            "{text}"
+        );
+        drop(release);
+        t.join().unwrap();
+        // Raising the budget lets a waiting one through without any release.
+        let (release, rx) = mpsc::channel();
+        let t = reserver(b, 30, "later", done_tx, rx);
+        until_waiting(b, 1);
+        b.set(90);
+        let (_, outcome) = done.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(outcome.unwrap(), 30);
+        drop(held);
+        drop(release);
+        t.join().unwrap();
+        assert_eq!(b.stats().in_use, 0);
+        // Nothing is ever needed for nothing, even when the budget is taken.
+        let all = b.reserve(Path::new("all"), 90).unwrap();
+        assert_eq!(b.reserve(Path::new("none"), 0).unwrap().bytes(), 0);
+        drop(all);
+    }
+
+    #[test]
+    fn more_than_the_whole_budget_is_refused_at_once_naming_both_sizes() {
+        let b = budget(1 << 20);
+        let err = b.reserve(Path::new("big.png"), 3 << 20).unwrap_err();
+        assert!(
+            matches!(&err, Error::OverDecodeBudget { needed, budget, .. }
+                if *needed == 3 << 20 && *budget == 1 << 20),
+            "{err:?}"
+        );
+        assert_eq!(b.stats().waited, 0);
+    }
 
     #[test]
     fn meminfo_total_is_read_in_bytes() {
