@@ -149,7 +149,7 @@ fn two_stacks_sharing_one_cache_folder_never_see_each_others_pixels() {
         .build()
         .unwrap();
     export
-        .export_ctharvester(&b.tmp.path().join("out"), None)
+        .export_ctharvester(b.tmp.path().join("out"), None)
         .unwrap();
     export.flush();
     drop(export);
