@@ -29,6 +29,7 @@ from lodcache._lodcache import (
     WarmUp,
     WarmupProgress,
     __version__,
+    write_phantom,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "WarmUp",
     "WarmupProgress",
     "__version__",
+    "write_phantom",
 ]

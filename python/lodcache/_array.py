@@ -163,5 +163,8 @@ class LevelArray:
 
         planes = [plane(z)[ypick, xpick] for z in zs]
         if isinstance(zsel, int):
-            return np.ascontiguousarray(planes[0])
+            # A strided view would keep the whole box alive: hand over a compact copy instead.
+            # Three integers give a 0-d array (numpy would give a scalar).
+            one = np.asarray(planes[0])
+            return one if one.flags.c_contiguous else np.ascontiguousarray(one)
         return np.stack(planes)

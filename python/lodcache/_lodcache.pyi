@@ -7,7 +7,7 @@ import os
 import pathlib
 import sys
 from types import TracebackType
-from typing import Any, List, Literal, Optional, Sequence, Tuple, Type, TypedDict, Union
+from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Type, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -225,3 +225,24 @@ class Pyramid:
         *_args: object,
     ) -> bool:
         """Flushes; the pyramid stays usable."""
+
+def write_phantom(
+    path: StrPath,
+    shape: Tuple[int, int, int],
+    *,
+    dtype: Literal["uint8", "uint16", "u8", "u16"] = "uint16",
+    seed: int = 1,
+    noise: float = 0.02,
+) -> None:
+    """Writes a synthetic CT stack ``(z, y, x)`` as TIFF slices into ``path``."""
+
+def build_thumbnails(
+    input_dir: StrPath,
+    py_progress_cb: Optional[Callable[[float], object]] = None,
+    prefix: Optional[str] = None,
+    file_type: Optional[str] = None,
+    seq_begin: Optional[int] = None,
+    seq_end: Optional[int] = None,
+    index_length: Optional[int] = None,
+) -> None:
+    """CTHarvester's thumbnail pyramid of ``input_dir`` (see ``ct_thumbnail``)."""

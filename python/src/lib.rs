@@ -8,7 +8,9 @@
 
 mod convert;
 mod errors;
+mod phantom;
 mod pyramid;
+mod thumbnail;
 mod warmup;
 
 use pyo3::prelude::*;
@@ -21,6 +23,8 @@ fn _lodcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pyramid::PyLevel>()?;
     m.add_class::<warmup::PyWarmUp>()?;
     m.add_class::<warmup::PyWarmupProgress>()?;
+    m.add_function(wrap_pyfunction!(phantom::write_phantom, m)?)?;
+    m.add_function(wrap_pyfunction!(thumbnail::build_thumbnails, m)?)?;
     m.add("StackError", py.get_type::<errors::StackError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
