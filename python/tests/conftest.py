@@ -123,5 +123,14 @@ def big_stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def huge_stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-bit phantom whose level-1 build takes a good fraction of a second even on a fast
+    machine: 192 slices of 1024 x 1024 (384 MiB)."""
+    path = tmp_path_factory.mktemp("huge") / "scan"
+    lodcache.write_phantom(path, (192, 1024, 1024), dtype="uint16", seed=13)
+    return path
+
+
 def pytest_report_header() -> str:
     return f"lodcache {lodcache.__version__} from {os.path.dirname(lodcache.__file__)}"
