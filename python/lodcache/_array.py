@@ -141,7 +141,8 @@ class LevelArray:
         if len(zs) == depth and len(zs) > 1:
             # Every slice: one streaming build of the level, then numpy's own indexing.
             volume = self._pyramid.volume(self._level)
-            return volume[key]
+            selected: np.ndarray[Any, Any] = volume[key]
+            return selected
 
         # The bounding box of the rows and columns asked for, then a strided view of it.
         # A range's first and last index are both in the box, so stepping from the first one

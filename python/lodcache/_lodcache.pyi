@@ -3,31 +3,27 @@
 Checked against the built module by ``python -m mypy.stubtest lodcache._lodcache`` in CI.
 """
 
+import builtins
 import os
 import pathlib
-import sys
-from types import TracebackType
-from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Type, TypedDict, Union
+from typing import Any, Callable, List, Literal, final, Optional, Sequence, Tuple, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from lodcache._array import LevelArray
 
-if sys.version_info >= (3, 11):
-    from typing import Self
-else:
-    from typing_extensions import Self
+from typing_extensions import Self
 
 __version__: str
 
-StrPath = Union[str, "os.PathLike[str]"]
+_StrPath = Union[str, "os.PathLike[str]"]
 #: A byte count: an int, or a string with a binary unit such as ``"512M"`` or ``"1.5GiB"``.
-ByteSize = Union[int, str]
+_ByteSize = Union[int, str]
 #: An axis of a ``(z, y, x)`` volume: a name or a numpy axis number (0 = z, 1 = y, 2 = x).
-AxisLike = Union[Literal["z", "y", "x", "Z", "Y", "X"], int]
+_AxisLike = Union[Literal["z", "y", "x", "Z", "Y", "X"], int]
 #: The samples of a level: uint8, uint16 or float32.
-Samples = npt.NDArray[Union[np.uint8, np.uint16, np.float32]]
+_Samples = npt.NDArray[Union[np.uint8, np.uint16, np.float32]]
 
 class StackError(ValueError):
     """A stack lodcache cannot read (no images, a damaged slice, a size or type mismatch).
@@ -37,6 +33,7 @@ class StackError(ValueError):
 
     path: str
 
+@final
 class Level:
     """The size, sample type and voxel size of one pyramid level."""
 
@@ -53,13 +50,13 @@ class Level:
     def voxel_size(self) -> Optional[Tuple[float, float, float]]:
         """``(z, y, x)`` size of a voxel, or None while lodcache does not read it (issue 18)."""
 
-class ExportReport(TypedDict):
+class _ExportReport(TypedDict):
     levels: List[int]
     files: int
     bytes: int
     source_bytes: int
 
-class MemoryStats(TypedDict):
+class _MemoryStats(TypedDict):
     hits: int
     misses: int
     insertions: int
@@ -68,7 +65,7 @@ class MemoryStats(TypedDict):
     entries: int
     budget: int
 
-class DiskStats(TypedDict):
+class _DiskStats(TypedDict):
     hits: int
     misses: int
     corrupt: int
@@ -81,9 +78,9 @@ class DiskStats(TypedDict):
     budget: int
     mode: str
 
-class Stats(TypedDict):
-    memory: MemoryStats
-    disk: DiskStats
+class _Stats(TypedDict):
+    memory: _MemoryStats
+    disk: _DiskStats
     generated: int
     coalesced: int
     stream_builds: int
@@ -93,15 +90,16 @@ class Stats(TypedDict):
     generating: float
     requests: List[int]
 
-class LevelDemand(TypedDict):
+class _LevelDemand(TypedDict):
     level: int
     score: float
     share: float
 
-class Demand(TypedDict):
-    levels: List[LevelDemand]
+class _Demand(TypedDict):
+    levels: List[_LevelDemand]
     slices: List[Tuple[Tuple[int, int], float]]
 
+@final
 class WarmupProgress:
     """Where a warm-up run stands."""
 
@@ -133,6 +131,7 @@ class WarmupProgress:
     def finished(self) -> bool:
         """Whether it has ended."""
 
+@final
 class WarmUp:
     """A background warm-up run. Dropping it cancels the run (within one slice of work)."""
 
@@ -154,9 +153,10 @@ class WarmUp:
     def __exit__(
         self,
         *_args: object,
-    ) -> bool:
+    ) -> Literal[False]:
         """Cancels the run."""
 
+@final
 class Pyramid:
     """The lazy level-of-detail pyramid of a CT stack folder.
 
@@ -166,18 +166,18 @@ class Pyramid:
     stack cannot be read, ``ValueError`` for bad arguments.
     """
 
-    def __init__(
-        self,
-        path: StrPath,
+    def __new__(
+        cls,
+        path: _StrPath,
         *,
-        cache_dir: Optional[StrPath] = None,
+        cache_dir: Optional[_StrPath] = None,
         disk_cache: bool = True,
-        memory_budget: ByteSize = "512M",
-        disk_budget: Optional[ByteSize] = None,
+        memory_budget: _ByteSize = "512M",
+        disk_budget: Optional[_ByteSize] = None,
         edge: int = 500,
         max_levels: Optional[int] = None,
         threads: Optional[int] = None,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def levels(self) -> List[Level]:
         """Every level, level 0 (the source stack) first."""
@@ -187,35 +187,39 @@ class Pyramid:
     @property
     def warnings(self) -> List[str]:
         """Warnings about the cache (read-only or unusable folder, damaged blobs found)."""
-    def slice(self, level: int, z: int) -> Samples:
+    def slice(self, level: int, z: int) -> _Samples:
         """Slice ``z`` of ``level``, shape ``(y, x)``."""
     def region(
-        self, level: int, z: int, y: Union[slice, int], x: Union[slice, int]
-    ) -> Samples:
+        self,
+        level: int,
+        z: int,
+        y: Union[builtins.slice, int],
+        x: Union[builtins.slice, int],
+    ) -> _Samples:
         """Rows ``y`` and columns ``x`` of slice ``z`` (slices with step 1, or ints)."""
-    def volume(self, level: int) -> Samples:
+    def volume(self, level: int) -> _Samples:
         """The whole of ``level``, shape ``(z, y, x)``."""
-    def section(self, level: int, axis: AxisLike, index: int) -> Samples:
+    def section(self, level: int, axis: _AxisLike, index: int) -> _Samples:
         """The plane at ``index`` across ``axis``: ``(y, x)``, ``(z, x)`` or ``(z, y)``."""
     def export_ctharvester(
-        self, out: StrPath, levels: Optional[Sequence[int]] = None
-    ) -> ExportReport:
+        self, out: _StrPath, levels: Optional[Sequence[int]] = None
+    ) -> _ExportReport:
         """Writes ``out/<n>/<i:06>.tif`` for ``levels`` (every level >= 1 when None)."""
     def warm_up(
         self,
         levels: Optional[Sequence[int]] = None,
         time: Optional[float] = None,
-        bytes: Optional[ByteSize] = None,
+        bytes: Optional[_ByteSize] = None,
         threads: int = 1,
     ) -> WarmUp:
         """Starts building what users will ask for, in the background."""
-    def stats(self) -> Stats:
+    def stats(self) -> _Stats:
         """The counters so far."""
-    def demand(self) -> Demand:
+    def demand(self) -> _Demand:
         """What users have asked for, most requested level first."""
     def flush(self) -> None:
         """Waits until every generated slice is stored and saves the request statistics."""
-    def __getitem__(self, level: int) -> LevelArray:
+    def __getitem__(self, level: int, /) -> LevelArray:
         """A lazy array-like of ``level``."""
     def __len__(self) -> int:
         """The number of levels, level 0 included."""
@@ -223,11 +227,11 @@ class Pyramid:
     def __exit__(
         self,
         *_args: object,
-    ) -> bool:
+    ) -> Literal[False]:
         """Flushes; the pyramid stays usable."""
 
 def write_phantom(
-    path: StrPath,
+    path: _StrPath,
     shape: Tuple[int, int, int],
     *,
     dtype: Literal["uint8", "uint16", "u8", "u16"] = "uint16",
@@ -237,7 +241,7 @@ def write_phantom(
     """Writes a synthetic CT stack ``(z, y, x)`` as TIFF slices into ``path``."""
 
 def build_thumbnails(
-    input_dir: StrPath,
+    input_dir: _StrPath,
     py_progress_cb: Optional[Callable[[float], object]] = None,
     prefix: Optional[str] = None,
     file_type: Optional[str] = None,
