@@ -402,7 +402,7 @@ impl App {
         let warmup = self.warmup_json();
         json!({
             "memory": {"hits": s.memory.hits, "misses": s.memory.misses,
-                       "bytes": s.memory.bytes, "budget": s.memory.budget},
+                       "bytes": s.memory.bytes, "budget": s.memory.budget.bytes()},
             "disk": {"hits": s.disk.hits, "misses": s.disk.misses, "bytes": s.disk.bytes,
                      "corrupt": s.disk.corrupt},
             "generated": s.generated,
