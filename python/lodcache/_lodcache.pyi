@@ -63,7 +63,8 @@ class _MemoryStats(TypedDict):
     evictions: int
     bytes: int
     entries: int
-    budget: int
+    #: None: unlimited.
+    budget: Optional[int]
 
 class _DiskStats(TypedDict):
     hits: int
@@ -75,7 +76,8 @@ class _DiskStats(TypedDict):
     invalidated: int
     bytes: int
     blobs: int
-    budget: int
+    #: None: unlimited.
+    budget: Optional[int]
     mode: str
 
 class _Stats(TypedDict):

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lodcache::{LevelInfo, LevelRule, Pyramid, WarmupOptions};
+use lodcache::{LevelInfo, LevelRule, Pyramid, Region, WarmupOptions};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -95,7 +95,7 @@ impl PyPyramid {
     #[pyo3(
         signature = (
             path, *, cache_dir=None, disk_cache=true,
-            memory_budget=ByteCount(lodcache::pyramid::DEFAULT_MEMORY_BUDGET),
+            memory_budget=ByteCount(lodcache::DEFAULT_MEMORY_BUDGET),
             disk_budget=None, edge=500, max_levels=None, threads=None
         ),
         text_signature = "(path, *, cache_dir=None, disk_cache=True, memory_budget='512M', \
@@ -194,7 +194,7 @@ impl PyPyramid {
         let (x0, x1) = bounds("x", x, info.width)?;
         let (w, h) = (x1 - x0, y1 - y0);
         let slice = py
-            .detach(|| self.inner.region(info.level, z, x0, y0, w, h))
+            .detach(|| self.inner.region(info.level, z, Region::new(x0, y0, w, h)))
             .map_err(to_py)?;
         let mut shape = Vec::with_capacity(2);
         if !y.is_instance_of::<pyo3::types::PyInt>() {
@@ -317,7 +317,7 @@ impl PyPyramid {
         memory.set_item("evictions", s.memory.evictions)?;
         memory.set_item("bytes", s.memory.bytes)?;
         memory.set_item("entries", s.memory.entries)?;
-        memory.set_item("budget", s.memory.budget)?;
+        memory.set_item("budget", s.memory.budget.bytes())?;
         let disk = PyDict::new(py);
         disk.set_item("hits", s.disk.hits)?;
         disk.set_item("misses", s.disk.misses)?;
@@ -328,7 +328,7 @@ impl PyPyramid {
         disk.set_item("invalidated", s.disk.invalidated)?;
         disk.set_item("bytes", s.disk.bytes)?;
         disk.set_item("blobs", s.disk.blobs)?;
-        disk.set_item("budget", s.disk.budget)?;
+        disk.set_item("budget", s.disk.budget.bytes())?;
         disk.set_item("mode", format!("{:?}", s.disk.mode).to_ascii_lowercase())?;
         let d = PyDict::new(py);
         d.set_item("memory", memory)?;

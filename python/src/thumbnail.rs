@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
-use lodcache::{Pyramid, StackPattern};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use lodcache::{Cancel, Progress, Pyramid, StackPattern};
 use pyo3::prelude::*;
 
 use crate::errors::{invalid, to_py};
@@ -84,19 +86,56 @@ pub(crate) fn build_thumbnails(
         Verdict::Raised(e) => return Err(e),
     }
     let out = input_dir.join(THUMBNAIL_FOLDER);
-    py.detach(|| {
+    let cancel = Cancel::new();
+    // The last percentage reported, and the callback's exception if it raised one.
+    let state: Mutex<(f64, Option<PyErr>)> = Mutex::new((0.0, None));
+    let progress = |p: Progress| {
+        // Strictly between 0 and 100: 100.0 is said once, after the last file is in place.
+        let percent = 100.0 * p.fraction();
+        let mut st = lock(&state);
+        if cancel.is_cancelled() || percent <= st.0 || percent >= 100.0 {
+            return;
+        }
+        st.0 = percent;
+        // On this (the calling) thread: the library reports progress where the call was made.
+        match Python::attach(|py| report(py, callback.as_ref(), percent)) {
+            Verdict::GoOn => {}
+            Verdict::Stop => cancel.cancel(),
+            Verdict::Raised(e) => {
+                st.1 = Some(e);
+                cancel.cancel();
+            }
+        }
+    };
+    let built = py.detach(|| {
         let mut builder = Pyramid::builder(&input_dir);
         if let Some(p) = pattern {
             builder = builder.with_pattern(p);
         }
         let pyramid = builder.build()?;
-        pyramid.export_ctharvester(&out, None)?;
+        let result = pyramid
+            .request()
+            .with_cancel(&cancel)
+            .with_progress(&progress)
+            .export_ctharvester(&out, None);
+        // What was made is stored before returning, so a later call resumes from it.
         pyramid.flush();
-        Ok(())
-    })
-    .map_err(to_py)?;
+        result
+    });
+    if let Some(e) = lock(&state).1.take() {
+        return Err(e);
+    }
+    match built {
+        Ok(_) => {}
+        Err(lodcache::Error::Cancelled) if cancel.is_cancelled() => return Ok(()),
+        Err(e) => return Err(to_py(e)),
+    }
     match report(py, callback.as_ref(), 100.0) {
         Verdict::Raised(e) => Err(e),
         _ => Ok(()),
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -28,12 +28,11 @@ def test_missing_folder_is_file_not_found(tmp_path: Path) -> None:
     assert str(missing) in str(e.value) and "does not exist" in str(e.value)
 
 
-def test_folder_without_images_is_a_stack_error(tmp_path: Path) -> None:
+def test_folder_without_images_is_file_not_found(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a slice")
-    with pytest.raises(lodcache.StackError, match="no image slices in") as e:
+    with pytest.raises(FileNotFoundError, match="no image slices in") as e:
         lodcache.Pyramid(tmp_path)
-    assert isinstance(e.value, ValueError)
-    assert e.value.path == str(tmp_path)
+    assert e.value.errno == errno.ENOENT and str(tmp_path) in str(e.value)
 
 
 def test_a_slice_of_another_size_is_a_stack_error_naming_it(tmp_path: Path) -> None:
