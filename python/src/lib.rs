@@ -1,8 +1,8 @@
 //! Python bindings of lodcache: the extension module `lodcache._lodcache`.
 //!
-//! The Python package `lodcache` re-exports [`pyramid::PyPyramid`] as `lodcache.Pyramid` and
+//! The Python package `lodcache` re-exports `pyramid::PyPyramid` as `lodcache.Pyramid` and
 //! adds, in Python, the lazy array-like of a level (`lodcache/_array.py`) and the napari reader;
-//! the companion module `ct_thumbnail` wraps [`thumbnail`]. The bindings are thin: they convert
+//! the companion module `ct_thumbnail` wraps `thumbnail::build_thumbnails`. The bindings are thin: they convert
 //! types, release the GIL around every call into the library, and hand sample buffers to numpy
 //! without copying them. Type stubs: `lodcache/_lodcache.pyi`.
 
