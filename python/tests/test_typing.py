@@ -12,15 +12,14 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, cwd=HERE.parent
-    )
+def run(*args: str, cwd: Path = HERE.parent) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd)
 
 
-def test_stubs_match_the_extension_module() -> None:
+def test_stubs_match_the_extension_module(tmp_path: Path) -> None:
     pytest.importorskip("mypy")
-    out = run("mypy.stubtest", "lodcache._lodcache", "--ignore-missing-stub")
+    # Elsewhere than python/, so that the installed package (module and stubs) is checked.
+    out = run("mypy.stubtest", "lodcache._lodcache", "--ignore-missing-stub", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
