@@ -20,8 +20,8 @@ uncompressed single-page TIFFs of the source's sample type, with CTHarvester's l
   ``lodcache.StackError``, a ``ValueError``) for bad arguments and stacks that cannot be read.
 
 Differences from CTHarvester's module (see the README, "ct_thumbnail"): each voxel is the
-exact 2x2x2 mean rounded half up, ``(sum + 4) >> 3``, where CTHarvester rounds twice (values
-differ by at most 1); an odd last slice is averaged alone instead of being dropped, so a level
+exact 2x2x2 mean rounded half up, ``(sum + 4) >> 3``, where CTHarvester rounds twice (from
+the same level below, values differ by at most 1); an odd last slice is averaged alone instead of being dropped, so a level
 has ``ceil(depth / 2)`` files; an exception from the callback is re-raised instead of
 swallowed; the build goes through lodcache's cache folder (``<input_dir>/.lodcache``), so
 opening the scan later with lodcache is instant.
