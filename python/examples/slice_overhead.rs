@@ -52,7 +52,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        println!("rust slice  level {level}: median {:.1} us", median(times) * 1e6);
+        println!(
+            "rust slice  level {level}: median {:.1} us",
+            median(times) * 1e6
+        );
         let mut times = Vec::new();
         for _ in 0..(repeats / 50).max(5) {
             let t = Instant::now();
@@ -60,7 +63,10 @@ fn main() -> ExitCode {
             times.push(t.elapsed().as_secs_f64());
             drop(v);
         }
-        println!("rust volume level {level}: median {:.2} ms", median(times) * 1e3);
+        println!(
+            "rust volume level {level}: median {:.2} ms",
+            median(times) * 1e3
+        );
     }
     ExitCode::SUCCESS
 }

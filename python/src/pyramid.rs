@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use lodcache::{LevelInfo, LevelRule, Pyramid, Region, WarmupOptions};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PySlice, PyTuple};
 
 use crate::convert::{ByteCount, bounds, into_array, numpy_dtype};
 use crate::errors::{invalid, to_py};
@@ -196,11 +196,12 @@ impl PyPyramid {
         let slice = py
             .detach(|| self.inner.region(info.level, z, Region::new(x0, y0, w, h)))
             .map_err(to_py)?;
+        // A slice keeps its axis; an integer (Python's or numpy's) drops it, as in numpy.
         let mut shape = Vec::with_capacity(2);
-        if !y.is_instance_of::<pyo3::types::PyInt>() {
+        if y.is_instance_of::<PySlice>() {
             shape.push(h as usize);
         }
-        if !x.is_instance_of::<pyo3::types::PyInt>() {
+        if x.is_instance_of::<PySlice>() {
             shape.push(w as usize);
         }
         into_array(py, slice.into_pixels(), &shape)

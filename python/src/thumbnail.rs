@@ -98,7 +98,15 @@ pub(crate) fn build_thumbnails(
         }
         st.0 = percent;
         // On this (the calling) thread: the library reports progress where the call was made.
-        match Python::attach(|py| report(py, callback.as_ref(), percent)) {
+        // Ctrl-C (on the main thread) stops the build like an exception from the callback.
+        let verdict = Python::attach(|py| match report(py, callback.as_ref(), percent) {
+            Verdict::GoOn => match py.check_signals() {
+                Ok(()) => Verdict::GoOn,
+                Err(e) => Verdict::Raised(e),
+            },
+            other => other,
+        });
+        match verdict {
             Verdict::GoOn => {}
             Verdict::Stop => cancel.cancel(),
             Verdict::Raised(e) => {

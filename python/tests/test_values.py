@@ -48,6 +48,9 @@ def test_slices_regions_sections_equal_the_reference(pyramid_and_reference: PyrR
             )
             np.testing.assert_array_equal(pyr.region(level, z, y0, slice(None)), r[z, y0])
             np.testing.assert_array_equal(pyr.region(level, z, slice(-3, None), -1), r[z, -3:, -1])
+            np.testing.assert_array_equal(
+                pyr.region(level, z, np.int64(y0), slice(x0, x1)), r[z, y0, x0:x1]
+            )
         y, x = int(rng.integers(h)), int(rng.integers(w))
         np.testing.assert_array_equal(pyr.section(level, "y", y), r[:, y, :])
         np.testing.assert_array_equal(pyr.section(level, 1, y), r[:, y, :])
