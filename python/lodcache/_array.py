@@ -3,8 +3,9 @@
 It has ``shape`` ``(z, y, x)``, ``dtype``, ``ndim``, ``size``, ``nbytes``, ``__len__``,
 ``__getitem__`` with integers, slices (steps and negative indices allowed) and ``...``, and
 ``__array__``. Nothing is read until it is indexed: each slice of the selection comes from
-``Pyramid.region`` (one call per slice, GIL released), a selection of every slice of the level
-from ``Pyramid.volume`` (one streaming build), so ``dask.array.from_array(pyramid[2])`` and
+``Pyramid.region`` (one call per slice, GIL released); a selection of every slice of the level
+from ``Pyramid.section`` when it fixes a row or column (an XZ or YZ view), else from
+``Pyramid.volume`` (each one streaming pass), so ``dask.array.from_array(pyramid[2])`` and
 napari's multiscale image layers read only what they show.
 """
 
@@ -139,9 +140,15 @@ class LevelArray:
 
         zs = [zsel] if isinstance(zsel, int) else list(zsel)
         if len(zs) == depth and len(zs) > 1:
-            # Every slice: one streaming build of the level, then numpy's own indexing.
-            volume = self._pyramid.volume(self._level)
-            selected: np.ndarray[Any, Any] = volume[key]
+            # Every slice: one streaming pass over the level, then numpy's own indexing. A
+            # fixed row or column is one section (an XZ or YZ plane), the rest the volume.
+            selected: np.ndarray[Any, Any]
+            if isinstance(ysel, int):
+                selected = self._pyramid.section(self._level, "y", ysel)[key[0], key[2]]
+            elif isinstance(xsel, int):
+                selected = self._pyramid.section(self._level, "x", xsel)[key[0], key[1]]
+            else:
+                selected = self._pyramid.volume(self._level)[key]
             return selected
 
         # The bounding box of the rows and columns asked for, then a strided view of it.
