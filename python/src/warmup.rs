@@ -121,6 +121,12 @@ impl PyWarmUp {
             WarmupOutcome::Completed(_) => Ok("completed"),
             WarmupOutcome::Cancelled(_) => Ok("cancelled"),
             WarmupOutcome::BudgetReached(_) => Ok("budget"),
+            // A cancel that lands while a slice is being made stops that slice with
+            // Error::Cancelled, which the run reports as a failure: it is a cancellation.
+            WarmupOutcome::Failed {
+                error: lodcache::Error::Cancelled,
+                ..
+            } => Ok("cancelled"),
             WarmupOutcome::Failed { error, .. } => Err(to_py(error)),
             _ => Err(invalid(
                 "the warm-up ended in a way these bindings do not know",

@@ -50,23 +50,31 @@ def longest_silence(call: Callable[[], object]) -> Tuple[float, float]:
 def test_a_python_thread_runs_while_the_library_works(
     huge_stack: Path, tmp_path: Path, what: str
 ) -> None:
-    # A fresh cache and one kernel thread: each call is one native call that builds level 1
-    # from 384 MiB of sources, a good fraction of a second.
-    pyr = lodcache.Pyramid(huge_stack, cache_dir=tmp_path / "cache", edge=64, threads=1)
-    calls: Dict[str, Callable[[], object]] = {
-        "volume": lambda: pyr.volume(1),
-        "section": lambda: pyr.section(1, "x", 100),
-        "export": lambda: pyr.export_ctharvester(tmp_path / "out", levels=[1]),
-        "warm_up_wait": lambda: pyr.warm_up(levels=[1]).wait(),
-    }
-    silence, elapsed = longest_silence(calls[what])
-    assert elapsed > 0.04, f"{what} took {elapsed:.3f} s: too short to show anything"
-    # With the GIL held while the library works, the ticker is silent for nearly the whole
-    # call (it may tick only while the result is converted at the end); released, it ticks
-    # every few microseconds, with pauses only where the OS runs the library's threads.
-    assert silence < 0.5 * elapsed, (
-        f"the ticker thread was silent for {silence:.3f} s of {elapsed:.3f} s of {what}()"
-    )
+    seen = []
+    # Up to three tries, each on a fresh cache: on two cores shared with the library's own
+    # threads (and whatever else runs), the OS may leave the ticker unscheduled for a while
+    # once; with the GIL held it is silent through every try.
+    for attempt in range(3):
+        # A fresh cache and one kernel thread: each call is one native call that builds level
+        # 1 from 384 MiB of sources, a good fraction of a second.
+        pyr = lodcache.Pyramid(
+            huge_stack, cache_dir=tmp_path / f"cache{attempt}", edge=64, threads=1
+        )
+        calls: Dict[str, Callable[[], object]] = {
+            "volume": lambda: pyr.volume(1),
+            "section": lambda: pyr.section(1, "x", 100),
+            "export": lambda: pyr.export_ctharvester(tmp_path / f"out{attempt}", levels=[1]),
+            "warm_up_wait": lambda: pyr.warm_up(levels=[1]).wait(),
+        }
+        silence, elapsed = longest_silence(calls[what])
+        assert elapsed > 0.04, f"{what} took {elapsed:.3f} s: too short to show anything"
+        seen.append(f"silent {silence:.3f} s of {elapsed:.3f} s")
+        # With the GIL held while the library works, the ticker is silent for nearly the
+        # whole call (it may tick only while the result is converted at the end); released,
+        # it ticks every few microseconds, with pauses only where the OS runs other threads.
+        if silence < 0.5 * elapsed:
+            return
+    pytest.fail(f"the ticker thread was silent during {what}(): {'; '.join(seen)}")
 
 
 def test_eight_threads_share_one_pyramid(big_stack: Path, tmp_path: Path) -> None:
