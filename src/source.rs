@@ -1,13 +1,20 @@
 //! Finding and decoding the slices of a stack folder (see [`Stack`]).
 
+mod budget;
 mod decode;
 mod discover;
 mod input;
+mod jpeg;
 mod rows;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+pub use budget::{
+    DECODE_OVERHEAD, DecodeBudgetStats, DecodeReservation, MAX_DEFAULT_DECODE_BUDGET,
+    MIN_DEFAULT_DECODE_BUDGET, decode_budget, decode_budget_stats, default_decode_budget,
+    reserve_decode_memory, set_decode_budget,
+};
 pub(crate) use decode::SliceDecoder;
 
 use crate::error::{Error, Result};
@@ -54,6 +61,7 @@ pub struct SourceFile {
 
 /// A CT stack: the ordered slice files of one folder, with the first slice's size and type.
 ///
+///
 /// # Discovery
 /// The image files directly in one folder (no recursion) with extension tif, tiff, bmp, png,
 /// jpg or jpeg in any letter case are read as `<prefix><digits>.<ext>`. The stack is the most
@@ -63,13 +71,29 @@ pub struct SourceFile {
 /// sub-folders) is ignored. Gaps in the numbering are allowed and reported by [`Stack::gaps`].
 /// A [`StackPattern`] overrides detection.
 ///
+/// The stack is chosen among regular files (and links to them, inside the folder or not). An
+/// entry of the chosen stack's name pattern (or of an explicit pattern) that is a folder, FIFO,
+/// socket or device, or a link that dangles, loops or leads to one of those, is an error
+/// naming it ([`Error::BadSliceEntry`]), not a gap: skipping it would shift every later slice
+/// by one position. Slice names must be valid UTF-8: when the most common group of image
+/// names is not, opening is refused naming its first file (rename the files); names that are
+/// not UTF-8 outside the chosen stack are ignored like any other group. Every slice is checked
+/// again when it is read: it is opened without blocking (a FIFO swapped in later does not hang
+/// the reader) and refused unless the opened handle is a regular file.
+///
 /// # Decoding
 /// 8- and 16-bit grayscale is kept as it is; RGB and RGBA become luma of the same depth with
 /// weights that sum to one exactly (BT.709, fixed point), so gray stored as RGB stays exactly
 /// gray; gray+alpha keeps the gray channel; 32-bit float grayscale TIFF is kept as `f32`.
 /// Palette BMPs are mapped through their palette's luma (a gray ramp palette costs nothing).
-/// TIFF is decoded with the `tiff` crate directly into the caller's buffer; BMP, PNG and JPEG go
-/// through `image`'s decoders. The format is told by the file's first bytes, not its name.
+/// TIFF is decoded with the `tiff` crate directly into the caller's buffer; BMP and PNG go
+/// through `image`'s decoders, JPEG through `zune-jpeg` in strict mode after checking that the
+/// file reaches its end-of-image marker, so a cut or corrupt JPEG is an error, never a slice
+/// partly filled with gray. The format is told by the file's first bytes, not its name.
+///
+/// # Memory
+/// Every decode reserves the memory it needs from one process-wide budget before allocating
+/// it, and waits while other decodes hold too much of it; see [`set_decode_budget`](crate::set_decode_budget) for what is counted and the default.
 #[derive(Debug, Clone)]
 pub struct Stack {
     dir: PathBuf,
@@ -208,7 +232,7 @@ impl Stack {
     }
 }
 
-/// Decodes slices of one [`Stack`], reusing its file and conversion buffers.
+/// Decodes slices of one [`Stack`], reusing its slice buffers.
 #[derive(Debug)]
 pub struct StackReader<'a> {
     stack: &'a Stack,
