@@ -78,7 +78,7 @@ pub mod store;
 // The API: one flat list. The three public modules above are the low-level layers some users
 // build on directly (their own blob storage, their own kernels, their own tiers): `codec` (the
 // blob format), `kernel` (the 2x2x2 reduction) and `store` (the memory and disk tiers).
-pub use cascade::{StreamOptions, StreamStats, stream_levels};
+pub use cascade::{PairReducer, StreamOptions, StreamStats, stream_levels};
 pub use demand::{DemandRanking, HALF_LIFE as DEMAND_HALF_LIFE, LevelDemand};
 pub use error::{Error, ErrorKind, Result};
 pub use export::{ExportOptions, ExportReport, ctharvester_path, export_ctharvester};

@@ -13,7 +13,7 @@ use flight::{Flights, Role};
 pub(crate) use request::Ctx;
 pub use request::{Cancel, CancelOnDrop, Progress, ProgressFn, Request};
 
-use crate::cascade::{StreamOptions, stream_shared};
+use crate::cascade::{PairReducer, StreamOptions, stream_shared};
 use crate::demand::{Demand, DemandRanking};
 use crate::error::{Error, Result};
 use crate::export::{self, ExportReport};
@@ -460,7 +460,7 @@ impl Drop for Inner {
 /// tier (and promoted to memory), else generated from slices `2z` and `2z + 1` of level
 /// `n - 1`, which are requested the same way (the two at once, while helper threads are
 /// free); level 1 is made straight from its two source files
-/// ([`crate::StackReader::reduce_pair`]). Every slice generated on the way is stored in both
+/// ([`PairReducer::reduce_pair`]). Every slice generated on the way is stored in both
 /// tiers. Storing (encoding and writing) happens behind the request on background threads,
 /// which hold back while requests are in progress, so a request waits for reading and the
 /// kernel only; until a slice is stored it is served from the pending map. Waiting slices share
@@ -640,7 +640,9 @@ impl Pyramid {
         self.count_slice(ctx, level, z);
         ctx.check()?;
         if level == 0 {
-            return Ok((self.read_source(z)?, Served::Source));
+            let mut out = Slice::zeroed(0, 0, self.sample_type());
+            self.read_sources(ctx, z..z + 1, &mut out, |_, _| Ok(()))?;
+            return Ok((out, Served::Source));
         }
         self.level_slice_served(ctx, SliceKey::new(level, z))
             .map(|(s, from)| {
@@ -920,13 +922,24 @@ impl Pyramid {
         }
     }
 
-    fn read_source(&self, z: u32) -> Result<Slice> {
+    /// The one way level 0 is read: source slices `zs` in order, decoded into `out` (reused)
+    /// and handed to `each`, counted, checking for cancellation before each.
+    fn read_sources(
+        &self,
+        ctx: &Ctx<'_>,
+        zs: std::ops::Range<u32>,
+        out: &mut Slice,
+        mut each: impl FnMut(u32, &Slice) -> Result<()>,
+    ) -> Result<()> {
         let mut reader = self.inner.stack.reader();
-        let mut out = Slice::zeroed(0, 0, self.sample_type());
-        reader.read_into(z, &mut out)?;
-        self.inner.counters.source_slices.incr();
+        let result = zs.into_iter().try_for_each(|z| {
+            ctx.check()?;
+            reader.read_into(z, out)?;
+            self.inner.counters.source_slices.incr();
+            each(z, out)
+        });
         self.inner.counters.source_bytes.add(reader.bytes_read());
-        Ok(out)
+        result
     }
 
     /// The stored slice of `key`, from whichever tier has it.
@@ -972,7 +985,7 @@ impl Pyramid {
         let mut out = Slice::zeroed(0, 0, self.sample_type());
         if key.level == 1 {
             // Straight from the two source files, band by band where they allow it.
-            let mut reader = self.inner.stack.reader();
+            let mut reader = PairReducer::new(&self.inner.stack);
             reader.reduce_pair(key.z, &mut out)?;
             let pair = if 2 * key.z + 1 < self.inner.stack.depth() {
                 2
@@ -1082,19 +1095,13 @@ impl Pyramid {
         }
         if source_units > 0 {
             let total = done + source_units;
-            let mut reader = self.inner.stack.reader();
             let mut source = Slice::zeroed(0, 0, self.sample_type());
-            let result = (0..self.inner.stack.depth()).try_for_each(|z| {
-                ctx.check()?;
-                reader.read_into(z, &mut source)?;
-                self.inner.counters.source_slices.incr();
-                f(0, z, &source)?;
+            self.read_sources(ctx, 0..self.inner.stack.depth(), &mut source, |z, s| {
+                f(0, z, s)?;
                 done += 1;
                 ctx.report(done, total);
                 Ok(())
-            });
-            self.inner.counters.source_bytes.add(reader.bytes_read());
-            result?;
+            })?;
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ pub use budget::{
     reserve_decode_memory, set_decode_budget,
 };
 pub(crate) use decode::SliceDecoder;
+pub(crate) use rows::{BAND_BYTES, Band};
 
 use crate::error::{Error, Result};
 use crate::geometry::{LevelInfo, LevelRule};
@@ -216,33 +217,30 @@ impl Stack {
         Ok(out)
     }
 
+    /// Source slice `z`'s file.
+    fn file(&self, z: u32) -> Result<&SourceFile> {
+        self.files.get(z as usize).ok_or_else(|| {
+            Error::invalid(
+                "slice index",
+                format!("{z} is outside 0..{}", self.files.len()),
+            )
+        })
+    }
+
     /// A reader that keeps its buffers between slices (use one per thread).
     pub fn reader(&self) -> StackReader<'_> {
-        let ext = self.extension.to_ascii_lowercase();
         StackReader {
             stack: self,
             decoder: SliceDecoder::new(self.max_slice_bytes),
-            by_rows: ext == "tif" || ext == "tiff",
-            bands: [rows::Band::default(), rows::Band::default()],
-            whole: [
-                Slice::zeroed(0, 0, self.info.sample_type),
-                Slice::zeroed(0, 0, self.info.sample_type),
-            ],
         }
     }
 }
 
-/// Decodes slices of one [`Stack`], reusing its slice buffers.
+/// Decodes slices of one [`Stack`], reusing its file buffers. One per thread.
 #[derive(Debug)]
 pub struct StackReader<'a> {
     stack: &'a Stack,
     decoder: SliceDecoder,
-    /// Whether to try reading pairs by rows: the stack is TIFF, and no file so far had to be
-    /// decoded whole.
-    by_rows: bool,
-    bands: [rows::Band; 2],
-    /// Whole decoded slices, for pairs that cannot be read by rows.
-    whole: [Slice; 2],
 }
 
 impl StackReader<'_> {
@@ -251,94 +249,30 @@ impl StackReader<'_> {
     /// # Errors
     /// As [`Stack::read_slice`].
     pub fn read_into(&mut self, z: u32, out: &mut Slice) -> Result<()> {
-        let file = self.stack.files.get(z as usize).ok_or_else(|| {
-            Error::invalid(
-                "slice index",
-                format!("{z} is outside 0..{}", self.stack.files.len()),
-            )
-        })?;
-        self.decoder.decode(&file.path, &self.stack.info, out)
+        let stack = self.stack;
+        let path = &stack.file(z)?.path;
+        self.decoder.decode(path, &stack.info, out)
     }
 
-    /// Makes slice `z` of level 1 into `out` (reusing its allocation): the 2x2x2 reduction of
-    /// source slices `2z` and `2z + 1`, or of `2z` alone when it is the last (see
-    /// [`crate::kernel`]), on this thread.
-    ///
-    /// Uncompressed gray TIFFs in strips are read a band of rows at a time and reduced while
-    /// the band is in cache; other files are decoded whole first. Same result either way.
+    /// Slice `z` as bands of rows read straight from its file, when the file is plain enough
+    /// for it (an uncompressed gray TIFF in strips); `None` otherwise (decode it whole).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for `z` out of range; the decoding errors of either file.
-    pub fn reduce_pair(&mut self, z: u32, out: &mut Slice) -> Result<()> {
-        let depth = self.stack.depth();
-        let first = z.checked_mul(2).filter(|&f| f < depth).ok_or_else(|| {
-            Error::invalid(
-                "level-1 slice",
-                format!("{z} is outside 0..{}", depth.div_ceil(2)),
-            )
-        })?;
-        let second = (first + 1 < depth).then_some(first + 1);
-        if self.by_rows && self.reduce_by_rows(first, second, out)? {
-            return Ok(());
-        }
-        let [a, b] = &mut self.whole;
-        self.decoder
-            .decode(&self.stack.files[first as usize].path, &self.stack.info, a)?;
-        if let Some(second) = second {
-            self.decoder
-                .decode(&self.stack.files[second as usize].path, &self.stack.info, b)?;
-        }
-        crate::kernel::reduce_slices_here(a, second.map(|_| &*b), out)
+    /// The file's decoding errors, [`Error::SizeMismatch`] and
+    /// [`Error::SampleTypeMismatch`] against the first slice.
+    pub(crate) fn rows(&mut self, z: u32) -> Result<Option<rows::Rows>> {
+        let stack = self.stack;
+        self.decoder.rows(&stack.file(z)?.path, &stack.info)
     }
 
-    /// [`StackReader::reduce_pair`] by bands of rows; `false` (nothing done) when a file is
-    /// not plain enough for it.
-    fn reduce_by_rows(&mut self, first: u32, second: Option<u32>, out: &mut Slice) -> Result<bool> {
-        let info = self.stack.info;
-        let path = |z: u32| &self.stack.files[z as usize].path;
-        let Some(mut a) = self.decoder.rows(path(first), &info)? else {
-            self.by_rows = false;
-            return Ok(false);
-        };
-        let mut b = match second {
-            Some(s) => match self.decoder.rows(path(s), &info)? {
-                Some(rows) => Some(rows),
-                None => {
-                    self.by_rows = false;
-                    return Ok(false);
-                }
-            },
-            None => None,
-        };
-        let (width, height) = (info.width as usize, info.height as usize);
-        out.reshape(info.width / 2, info.height / 2, info.sample_type);
-        let row_bytes = width * info.sample_type.bytes();
-        let band = (rows::BAND_BYTES / row_bytes.max(1)).max(2) & !1;
-        let out_row = width / 2;
-        let in_rows = height / 2 * 2;
-        let [band_a, band_b] = &mut self.bands;
-        let mut y = 0;
-        while y < in_rows && out_row > 0 {
-            let n = band.min(in_rows - y);
-            let bytes_a = band_a.bytes(n * row_bytes);
-            a.read(y as u32, n as u32, bytes_a)?;
-            let bytes_b = match &mut b {
-                Some(b) => {
-                    let bytes = band_b.bytes(n * row_bytes);
-                    b.read(y as u32, n as u32, bytes)?;
-                    Some(&*bytes)
-                }
-                None => None,
-            };
-            let rows_out = y / 2 * out_row..(y + n) / 2 * out_row;
-            crate::kernel::reduce_bytes(bytes_a, bytes_b, width, n, out, rows_out);
-            y += n;
-        }
-        self.decoder.count_read(a.file_len());
-        if let Some(b) = &b {
-            self.decoder.count_read(b.file_len());
-        }
-        Ok(true)
+    /// Counts `bytes` of a file read through [`StackReader::rows`].
+    pub(crate) fn count_read(&mut self, bytes: u64) {
+        self.decoder.count_read(bytes);
+    }
+
+    /// The stack this reader reads.
+    pub fn stack(&self) -> &Stack {
+        self.stack
     }
 
     /// Bytes of source files read so far by this reader.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use image::ExtendedColorType;
 use lodcache::{
-    Error, SampleType, Slice, Stack, StackPattern, decode_budget, decode_budget_stats,
+    Error, PairReducer, SampleType, Slice, Stack, StackPattern, decode_budget, decode_budget_stats,
     reserve_decode_memory, set_decode_budget,
 };
 use support::{assert_names, jpeg_encoded, noise8, png_encoded, smooth8, tiny_tiff, u8s, write};
@@ -93,7 +93,7 @@ fn jpeg_stack(w: u32, h: u32, rgb: bool) -> (tempfile::TempDir, Vec<Vec<u8>>) {
 fn assert_every_cut_refused(dir: &Path, full: &[u8], cuts: impl Iterator<Item = usize>) -> usize {
     let path = dir.join("s0002.jpg");
     let stack = Stack::open(dir).unwrap();
-    let mut reader = stack.reader();
+    let mut reader = PairReducer::new(&stack);
     let mut out = Slice::zeroed(0, 0, SampleType::U8);
     let mut tried = 0;
     for cut in cuts {
@@ -328,7 +328,7 @@ fn a_slice_swapped_for_another_kind_of_entry_after_opening_is_refused_without_ha
             let mut out = Slice::zeroed(0, 0, SampleType::U8);
             (
                 stack.read_slice(2).map(|_| ()),
-                stack.reader().reduce_pair(1, &mut out),
+                PairReducer::new(&stack).reduce_pair(1, &mut out),
             )
         });
         for (how, result) in [("read alone", alone), ("read as a pair", pair)] {
