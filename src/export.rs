@@ -78,8 +78,10 @@ pub(crate) fn encode_tiff(slice: &Slice, path: &Path, buf: &mut Vec<u8>) -> Resu
 }
 
 /// The file of slice `z` of `level` in CTHarvester's layout under `out`.
-pub fn ctharvester_path(out: &Path, level: u32, z: u32) -> PathBuf {
-    out.join(level.to_string()).join(format!("{z:06}.tif"))
+pub fn ctharvester_path(out: impl AsRef<Path>, level: u32, z: u32) -> PathBuf {
+    out.as_ref()
+        .join(level.to_string())
+        .join(format!("{z:06}.tif"))
 }
 
 /// Removes staging folders left in `out` by exports whose process is gone.
@@ -114,9 +116,10 @@ fn sweep_stale_staging(out: &Path) {
 /// `out` is left as it was.
 pub fn export_ctharvester(
     stack: &Stack,
-    out: &Path,
+    out: impl AsRef<Path>,
     options: &ExportOptions,
 ) -> Result<ExportReport> {
+    let out = out.as_ref();
     let wanted = wanted_levels(stack, &options.rule, options.levels.as_deref())?;
     let all = stack.levels(&options.rule)?;
     let mut stream_opts = StreamOptions {

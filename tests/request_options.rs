@@ -13,7 +13,7 @@ use lodcache::{Cancel, Error, ErrorKind, Phantom, Progress, Pyramid, SampleType}
 fn fixture(w: u32, h: u32, d: u32) -> (tempfile::TempDir, Vec<Naive>) {
     let tmp = tempfile::tempdir().unwrap();
     let phantom = Phantom::new(w, h, d).with_seed(11);
-    phantom.write(&tmp.path().join("scan")).unwrap();
+    phantom.write(tmp.path().join("scan")).unwrap();
     let naive = phantom_volume(&phantom).pyramid(16);
     (tmp, naive)
 }

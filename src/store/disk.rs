@@ -260,8 +260,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The file of blob `key` in cache folder `dir`: `<dir>/<level>/<z:06>.blob`.
-pub fn blob_path(dir: &Path, key: SliceKey) -> PathBuf {
-    dir.join(key.level.to_string()).join(blob_name(key.z))
+pub fn blob_path(dir: impl AsRef<Path>, key: SliceKey) -> PathBuf {
+    dir.as_ref()
+        .join(key.level.to_string())
+        .join(blob_name(key.z))
 }
 
 fn blob_name(z: u32) -> String {
@@ -288,7 +290,8 @@ fn level_number(name: &str) -> Option<u32> {
 /// `<stack_dir>/.lodcache` when that can be written, otherwise a per-user folder,
 /// `$XDG_CACHE_HOME/lodcache/<name>-<hash of the stack's absolute path>` (`~/.cache` when
 /// `XDG_CACHE_HOME` is unset).
-pub fn default_cache_dir(stack_dir: &Path) -> PathBuf {
+pub fn default_cache_dir(stack_dir: impl AsRef<Path>) -> PathBuf {
+    let stack_dir = stack_dir.as_ref();
     let local = stack_dir.join(CACHE_FOLDER);
     if can_write_in(&local) || (!local.exists() && can_write_in(stack_dir)) {
         return local;
