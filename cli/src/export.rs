@@ -33,7 +33,7 @@ pub(crate) struct ExportArgs {
     format: Format,
     /// Levels to write, e.g. 1,2 [default: every level]
     #[arg(long, value_name = "LIST", value_parser = parse_levels)]
-    levels: Option<Vec<u32>>,
+    levels: Option<crate::opts::LevelList>,
     /// Threads decoding sources and reducing (1 to 256) [default: the library's]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     threads: Option<usize>,
@@ -68,7 +68,8 @@ pub(crate) fn run(args: ExportArgs) -> Outcome {
     let depth = pyr.stack().depth();
     let report = std::thread::scope(|scope| {
         scope.spawn(|| progress(&pyr, depth, &done));
-        let report = pyr.export_ctharvester(&args.out, args.levels.as_deref());
+        let report =
+            pyr.export_ctharvester(&args.out, args.levels.as_ref().map(|l| l.0.as_slice()));
         done.store(true, Ordering::Relaxed);
         report
     })

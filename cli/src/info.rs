@@ -26,7 +26,8 @@ pub(crate) struct InfoArgs {
 /// Slices of `level` present in the tiers (level 0, the source, always is whole).
 pub(crate) fn stored(pyr: &Pyramid, level: u32) -> u32 {
     let depth = pyr.levels()[level as usize].depth;
-    if level == 0 {
+    // Level 0 is the source; a level whose every slice is stored or being stored is whole.
+    if level == 0 || pyr.is_level_stored(level) {
         return depth;
     }
     (0..depth)

@@ -72,8 +72,10 @@ impl From<String> for Failure {
 pub(crate) type Outcome = Result<(), Failure>;
 
 fn main() -> ExitCode {
-    // clap exits 0 for --help and --version, and 2 with the usage for usage errors.
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(&e),
+    };
     let result = match cli.command {
         Command::Serve(args) => server::run(args),
         Command::Export(args) => export::run(args),
@@ -95,6 +97,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ends the program for a parse error: `--help` and `--version` print to stdout and exit 0;
+/// usage errors print the error and the usage (of the subcommand given, if any) to stderr and
+/// exit 2.
+fn usage_error(e: &clap::Error) -> ! {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        std::process::exit(0);
+    }
+    let mut text = e.render().to_string();
+    if !text.contains("Usage:") {
+        let mut command = Cli::command();
+        // Built, subcommands know their full names ("lodcache serve").
+        command.build();
+        // The deepest subcommand named on the command line.
+        let mut usage = command.render_usage().to_string();
+        let mut current = &mut command;
+        for word in std::env::args().skip(1).filter(|a| !a.starts_with('-')) {
+            match current.find_subcommand_mut(&word) {
+                Some(sub) => {
+                    usage = sub.render_usage().to_string();
+                    current = sub;
+                }
+                None => break,
+            }
+        }
+        text = format!("{}\n\n{}\n", text.trim_end(), usage.trim_end());
+    }
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+    std::process::exit(2)
 }
 
 /// The scan to use: the one given, else the built-in sample (written once under the temp

@@ -154,15 +154,20 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
 }
 
+/// A list of levels, `1,2,3` on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LevelList(pub(crate) Vec<u32>);
+
 /// Parses a list of levels: `1,2,3`.
-pub(crate) fn parse_levels(text: &str) -> Result<Vec<u32>, String> {
+pub(crate) fn parse_levels(text: &str) -> Result<LevelList, String> {
     text.split(',')
         .map(|s| {
             s.trim()
                 .parse::<u32>()
                 .map_err(|_| format!("{text:?}: levels are whole numbers like 1,2,3"))
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(LevelList)
 }
 
 /// Parses a thread count: 1 to [`MAX_THREADS`].

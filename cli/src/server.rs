@@ -25,7 +25,7 @@ use tokio::sync::watch;
 pub(crate) use app::Limits;
 pub(crate) use net::ConnLimits;
 
-use crate::opts::{PyramidOpts, default_edge, no_level_note, parse_size};
+use crate::opts::{PyramidOpts, default_edge, no_level_note, parse_duration, parse_size};
 use crate::term::{clean, quote, say, tell};
 use crate::{Failure, Outcome};
 
@@ -54,6 +54,12 @@ pub(crate) struct ServeArgs {
     /// Heavy requests (level-0 sections, levels not built yet) at once; more get 503
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     max_heavy: Option<u32>,
+    /// A connection must send a whole request head within this (slow clients are dropped)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    header_timeout: std::time::Duration,
+    /// A connection with no request in progress for this long is closed
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    idle_timeout: std::time::Duration,
     #[command(flatten)]
     pyramid: PyramidOpts,
 }
@@ -206,7 +212,13 @@ pub(crate) fn run(args: ServeArgs) -> Outcome {
         args.port,
         &args.allow_host,
         limits,
-        ConnLimits::default(),
+        ConnLimits {
+            header_read: args
+                .header_timeout
+                .max(std::time::Duration::from_millis(100)),
+            idle: args.idle_timeout.max(std::time::Duration::from_millis(100)),
+            ..ConnLimits::default()
+        },
     )?;
     let host = match running.addr {
         SocketAddr::V6(a) => format!("[{}]", a.ip()),

@@ -22,7 +22,7 @@ pub(crate) struct WarmArgs {
     scan: PathBuf,
     /// Levels to build, in this order, e.g. 3,2 [default: by demand, then smallest first]
     #[arg(long, value_name = "LIST", value_parser = parse_levels)]
-    levels: Option<Vec<u32>>,
+    levels: Option<crate::opts::LevelList>,
     /// Stop after this long, e.g. 90s or 10m
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     time: Option<Duration>,
@@ -102,7 +102,7 @@ pub(crate) fn run(args: WarmArgs) -> Outcome {
 
     let mut options = WarmupOptions::default();
     if let Some(levels) = args.levels {
-        options = options.with_levels(levels);
+        options = options.with_levels(levels.0);
     }
     if let Some(t) = args.time {
         options = options.with_time_budget(t);

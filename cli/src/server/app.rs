@@ -117,6 +117,8 @@ pub(crate) struct App {
     /// Places for heavy requests (level-0 sections, whole levels not yet built).
     heavy: Arc<Semaphore>,
     heavy_limit: usize,
+    /// Levels >= 1 being built whole by a heavy request, with the requests waiting for it.
+    builds: Mutex<BTreeMap<u32, usize>>,
     /// Strings replaced in error messages sent to clients (the scan and cache paths).
     redact: Vec<(String, &'static str)>,
     histogram: OnceLock<Value>,
@@ -154,6 +156,8 @@ impl App {
         let coarse = pyr
             .slice(top, middle)
             .map_err(|e| crate::term::clean(&e.to_string()))?;
+        // Stored before the first client asks what is stored.
+        pyr.flush();
         let dir = pyr.stack().dir().to_path_buf();
         let name = dir
             .canonicalize()
@@ -198,6 +202,7 @@ impl App {
             blocking: Arc::new(Semaphore::new(limits.blocking.max(1))),
             heavy: Arc::new(Semaphore::new(limits.heavy.max(1))),
             heavy_limit: limits.heavy.max(1),
+            builds: Mutex::new(BTreeMap::new()),
             redact,
             histogram: OnceLock::new(),
             building: Mutex::new(BTreeMap::new()),
@@ -264,6 +269,34 @@ impl App {
             })
     }
 
+    /// A place for a heavy request on `level`: level-0 sections each read every source slice
+    /// and take a place each; requests for a level >= 1 that another request is building join
+    /// that build (the library computes it once) and take no place of their own.
+    fn heavy_place_for(self: &Arc<Self>, level: u32) -> Result<HeavyPlace, Fail> {
+        if level == 0 {
+            return Ok(HeavyPlace {
+                _permit: Some(self.heavy_place()?),
+                build: None,
+            });
+        }
+        let mut builds = lock(&self.builds);
+        let permit = match builds.get_mut(&level) {
+            Some(waiting) => {
+                *waiting += 1;
+                None
+            }
+            None => {
+                let p = self.heavy_place()?;
+                builds.insert(level, 1);
+                Some(p)
+            }
+        };
+        Ok(HeavyPlace {
+            _permit: permit,
+            build: Some((Arc::clone(self), level)),
+        })
+    }
+
     fn level_info(&self, level: u32) -> Result<lodcache::LevelInfo, Fail> {
         let levels = self.pyr.levels();
         levels.get(level as usize).copied().ok_or_else(|| {
@@ -328,6 +361,8 @@ impl App {
 
     fn stats_json(&self) -> Value {
         let s = self.pyr.stats();
+        // moka counts entries and bytes lazily.
+        self.responses.run_pending_tasks();
         let demand: Vec<Value> = self
             .pyr
             .demand()
@@ -399,6 +434,26 @@ impl App {
         if let Warmup::Running(handle) = std::mem::replace(&mut *lock(&self.warmup), Warmup::Idle) {
             handle.cancel();
             let _ = handle.wait();
+        }
+    }
+}
+
+/// A heavy request's place (see [`App::heavy_place_for`]); given back on drop.
+struct HeavyPlace {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    build: Option<(Arc<App>, u32)>,
+}
+
+impl Drop for HeavyPlace {
+    fn drop(&mut self) {
+        if let Some((app, level)) = &self.build {
+            let mut builds = lock(&app.builds);
+            if let Some(waiting) = builds.get_mut(level) {
+                *waiting -= 1;
+                if *waiting == 0 {
+                    builds.remove(level);
+                }
+            }
         }
     }
 }
@@ -671,7 +726,7 @@ async fn section_handler(
     let heavy = if stored {
         None
     } else {
-        Some(app.heavy_place()?)
+        Some(app.heavy_place_for(level)?)
     };
     let (png, from) = app
         .blocking(move |app, cancel| {
@@ -725,7 +780,7 @@ async fn histogram_handler(State(app): Shared) -> Result<Response, Fail> {
     let heavy = if app.pyr.is_level_stored(top) {
         None
     } else {
-        Some(app.heavy_place()?)
+        Some(app.heavy_place_for(top)?)
     };
     let value = app
         .blocking(move |app, cancel| {
