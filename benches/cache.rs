@@ -12,11 +12,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lodcache::codec::{FilterChoice, decode_into, encode, verify};
 use lodcache::kernel::reduce_2x2x2;
-use lodcache::store::Blob;
-use lodcache::{
-    DiskOptions, DiskStore, LevelInfo, LevelRule, Manifest, MemoryStore, Phantom, Pixels, Slice,
-    SliceKey, Stack,
-};
+use lodcache::store::{Blob, DiskOptions, DiskStore, Manifest, MemoryStore};
+use lodcache::{LevelInfo, LevelRule, Phantom, Pixels, Slice, SliceKey, Stack};
 
 /// Level 1 of a 1024 x 1024 x 2 phantom is the 512 x 512 slice served.
 const SOURCE: u32 = 1024;

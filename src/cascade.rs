@@ -303,7 +303,7 @@ pub(crate) fn stream_shared(
                             early.insert(got, s);
                         }
                         Err(_) => {
-                            return Err(Error::invalid(
+                            return Err(Error::internal(
                                 "stream",
                                 format!("reading threads stopped before level-1 slice {z}"),
                             ));
@@ -334,7 +334,7 @@ pub(crate) fn stream_shared(
                     stats.source_buffers += buffers;
                 }
                 Err(_) => {
-                    return Err(Error::invalid("stream", "a reading thread panicked"));
+                    return Err(Error::internal("stream", "a reading thread panicked"));
                 }
             }
         }

@@ -54,7 +54,9 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::geometry::{LevelInfo, SliceKey};
 use crate::slice::{SampleType, Slice};
-use crate::store::Blob;
+
+/// A blob as the tiers hold it: immutable bytes shared between readers.
+pub type Blob = Arc<[u8]>;
 
 /// Version of the blob layout. A cache written with another version is discarded on open.
 /// Version 2 cut byte planes into chunks.

@@ -1,22 +1,5 @@
 //! Request statistics: what users ask for, per level and per slice, with recent use weighing
-//! more, kept in the cache folder so that the next run knows.
-//!
-//! # Decay
-//! Every request adds 1 to its level's and its slice's score, and scores halve every
-//! [`HALF_LIFE`] (24 hours): a session yesterday counts half as much as one now, last week's
-//! about a hundredth. CT scans are studied over days (a user comes back to the same fossil the
-//! next morning, at the levels they settled on), so a day keeps that habit while letting a
-//! change of habit win within a couple of sessions; an hour would forget overnight, a month
-//! would take weeks to follow a new workflow. Scores are stored as value-at-time pairs and
-//! decayed when read, so nothing runs in the background.
-//!
-//! # Persistence and merging
-//! `demand.json` in the cache folder, written atomically. Each process keeps the requests it
-//! saw since its last save apart from what it loaded; saving re-reads the file under an
-//! exclusive lock (`demand.lock`), adds those requests to it and writes the sum, so two
-//! processes that share a cache folder both count and neither count is lost or doubled. A file
-//! that cannot be read or parsed, or of another format, is ignored with a warning and
-//! replaced at the next save.
+//! more, kept in the cache folder so that the next run knows (see [`DemandRanking`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::geometry::SliceKey;
 
-/// Scores halve over this time (see the module docs for why a day).
+/// Scores halve over this time (see [`DemandRanking`] for why a day).
 pub const HALF_LIFE: Duration = Duration::from_secs(24 * 3600);
 
 /// Version of `demand.json`.
@@ -174,7 +157,25 @@ pub struct LevelDemand {
     pub share: f64,
 }
 
-/// What users ask for, most requested first.
+/// What users ask for, most requested first: per level and per slice, with recent use
+/// weighing more, kept in the cache folder so that the next run knows.
+///
+/// # Decay
+/// Every request adds 1 to its level's and its slice's score, and scores halve every
+/// [`HALF_LIFE`] (24 hours): a session yesterday counts half as much as one now, last week's
+/// about a hundredth. CT scans are studied over days (a user comes back to the same fossil the
+/// next morning, at the levels they settled on), so a day keeps that habit while letting a
+/// change of habit win within a couple of sessions; an hour would forget overnight, a month
+/// would take weeks to follow a new workflow. Scores are stored as value-at-time pairs and
+/// decayed when read, so nothing runs in the background.
+///
+/// # Persistence and merging
+/// `demand.json` in the cache folder, written atomically. Each process keeps the requests it
+/// saw since its last save apart from what it loaded; saving re-reads the file under an
+/// exclusive lock (`demand.lock`), adds those requests to it and writes the sum, so two
+/// processes that share a cache folder both count and neither count is lost or doubled. A file
+/// that cannot be read or parsed, or of another format, is ignored with a warning and
+/// replaced at the next save.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DemandRanking {
     /// Levels with any request, highest score first.
@@ -195,7 +196,7 @@ struct State {
 
 /// Request statistics of one pyramid. `Send + Sync`.
 #[derive(Debug)]
-pub struct Demand {
+pub(crate) struct Demand {
     state: Mutex<State>,
     dir: Option<PathBuf>,
     warnings: Mutex<Vec<String>>,
@@ -203,7 +204,7 @@ pub struct Demand {
 
 impl Demand {
     /// Statistics kept in memory only.
-    pub fn in_memory() -> Demand {
+    pub(crate) fn in_memory() -> Demand {
         Demand {
             state: Mutex::new(State::default()),
             dir: None,
@@ -213,7 +214,7 @@ impl Demand {
 
     /// Statistics loaded from and saved to `dir/demand.json`. An unusable file is ignored with
     /// a warning ([`Demand::warnings`]).
-    pub fn open(dir: &Path) -> Demand {
+    pub(crate) fn open(dir: &Path) -> Demand {
         let demand = Demand {
             dir: Some(dir.to_path_buf()),
             ..Demand::in_memory()
@@ -239,7 +240,7 @@ impl Demand {
     }
 
     /// Warnings (an ignored demand file, a failed save).
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         self.warnings
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -247,18 +248,18 @@ impl Demand {
     }
 
     /// Counts one request for slice `key`.
-    pub fn record(&self, key: SliceKey) {
+    pub(crate) fn record(&self, key: SliceKey) {
         self.lock().fresh.record(key, 1.0, now_secs());
     }
 
     /// Counts one request for the whole of `level` (a volume, a section or an export), worth
     /// `weight` slice requests.
-    pub fn record_level(&self, level: u32, weight: f64) {
+    pub(crate) fn record_level(&self, level: u32, weight: f64) {
         self.lock().fresh.record_level(level, weight, now_secs());
     }
 
     /// The decayed score of `level` now.
-    pub fn level_score(&self, level: u32) -> f64 {
+    pub(crate) fn level_score(&self, level: u32) -> f64 {
         let t = now_secs();
         let state = self.lock();
         let get = |tally: &Tally| tally.levels.get(&level).map_or(0.0, |s| s.at(t));
@@ -266,7 +267,7 @@ impl Demand {
     }
 
     /// The ranking now: levels by score, and the most requested slices.
-    pub fn ranking(&self) -> DemandRanking {
+    pub(crate) fn ranking(&self) -> DemandRanking {
         let t = now_secs();
         let all = {
             let state = self.lock();
@@ -304,7 +305,7 @@ impl Demand {
     /// # Errors
     /// [`Error::Io`] naming the file when it cannot be locked or written (the requests stay
     /// counted and are saved next time).
-    pub fn save(&self) -> Result<()> {
+    pub(crate) fn save(&self) -> Result<()> {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
@@ -354,7 +355,7 @@ impl Demand {
         };
         on_disk.merge(fresh);
         let bytes = serde_json::to_vec(&DemandFile::from_tally(&on_disk))
-            .map_err(|e| Error::invalid("demand statistics", e.to_string()))?;
+            .map_err(|e| Error::internal("demand statistics", e.to_string()))?;
         fsutil::write_atomic(&path, &bytes)?;
         // The lock is released when the file is closed.
         drop(lock);

@@ -1,4 +1,8 @@
 //! The crate's one error type.
+//!
+//! Every file name in a message is printed quoted, with control characters escaped (Rust's
+//! `Debug` quoting), so a name holding a newline or a terminal escape sequence cannot forge a
+//! line of output or colour a terminal.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,7 +18,7 @@ use crate::slice::SampleType;
 #[non_exhaustive]
 pub enum Error {
     /// A file or folder could not be read or written.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path:?}: {source}")]
     Io {
         /// What was being done ("reading", "writing", "listing", ...).
         action: &'static str,
@@ -25,14 +29,14 @@ pub enum Error {
     },
 
     /// The stack folder does not exist or is not a folder.
-    #[error("stack folder {path} does not exist or is not a folder")]
+    #[error("stack folder {path:?} does not exist or is not a folder")]
     StackNotFound {
         /// The path that was given.
         path: PathBuf,
     },
 
     /// The folder holds no file that looks like a slice.
-    #[error("no image slices in {dir}: looked for {looked_for}")]
+    #[error("no image slices in {dir:?}: looked for {looked_for}")]
     NoImages {
         /// The folder that was searched.
         dir: PathBuf,
@@ -41,7 +45,7 @@ pub enum Error {
     },
 
     /// Two files of the stack have the same slice number (e.g. `scan01.tif` and `scan1.tif`).
-    #[error("slice number {index} appears twice: {first} and {second}")]
+    #[error("slice number {index} appears twice: {first:?} and {second:?}")]
     DuplicateIndex {
         /// The slice number.
         index: u64,
@@ -52,7 +56,7 @@ pub enum Error {
     },
 
     /// A slice file is truncated, corrupt or not the image format its name says.
-    #[error("cannot decode {path}: {reason}")]
+    #[error("cannot decode {path:?}: {reason}")]
     Decode {
         /// The slice file.
         path: PathBuf,
@@ -61,7 +65,7 @@ pub enum Error {
     },
 
     /// A slice file uses a pixel layout lodcache does not read.
-    #[error("unsupported image in {path}: {what}")]
+    #[error("unsupported image in {path:?}: {what}")]
     Unsupported {
         /// The slice file.
         path: PathBuf,
@@ -70,7 +74,9 @@ pub enum Error {
     },
 
     /// A slice is larger than the decoding limits allow (refused before allocating).
-    #[error("{path} claims {width} x {height} pixels, above the limit of {limit} bytes per slice")]
+    #[error(
+        "{path:?} claims {width} x {height} pixels, above the limit of {limit} bytes per slice"
+    )]
     TooLarge {
         /// The slice file.
         path: PathBuf,
@@ -84,7 +90,7 @@ pub enum Error {
 
     /// A slice's width or height differs from the first slice of the stack.
     #[error(
-        "{path} is {found_w} x {found_h} pixels but the stack's first slice is {expected_w} x {expected_h}"
+        "{path:?} is {found_w} x {found_h} pixels but the stack's first slice is {expected_w} x {expected_h}"
     )]
     SizeMismatch {
         /// The slice file.
@@ -100,7 +106,7 @@ pub enum Error {
     },
 
     /// A slice's sample type differs from the first slice of the stack.
-    #[error("{path} has {found} samples but the stack's first slice has {expected} samples")]
+    #[error("{path:?} has {found} samples but the stack's first slice has {expected} samples")]
     SampleTypeMismatch {
         /// The slice file.
         path: PathBuf,
@@ -111,7 +117,7 @@ pub enum Error {
     },
 
     /// A file could not be encoded (export).
-    #[error("cannot encode {path}: {reason}")]
+    #[error("cannot encode {path:?}: {reason}")]
     Encode {
         /// The file being written.
         path: PathBuf,
@@ -119,17 +125,7 @@ pub enum Error {
         reason: String,
     },
 
-    /// A cached blob failed its checks. Inside lodcache such a blob is counted, removed and
-    /// regenerated; this error reaches callers only of the blob-level API.
-    #[error("damaged cache blob {location}: {source}")]
-    CorruptBlob {
-        /// The blob's file, or its key for a blob held in memory.
-        location: String,
-        /// The check that failed.
-        source: crate::codec::BlobError,
-    },
-
-    /// A request or setting is out of range or inconsistent.
+    /// A request or setting is out of range or inconsistent: the caller's mistake.
     #[error("invalid {what}: {detail}")]
     InvalidArgument {
         /// The argument or setting.
@@ -137,12 +133,66 @@ pub enum Error {
         /// The value and the valid range.
         detail: String,
     },
+
+    /// The request was cancelled (see [`crate::Cancel`]) before it finished. What it made
+    /// before it stopped is kept in the cache.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// A failure inside lodcache, not caused by the caller or the data (a worker thread that
+    /// panicked, a state that should not happen). Worth a bug report.
+    #[error("internal error in {what}: {detail}")]
+    Internal {
+        /// The part of lodcache that failed.
+        what: &'static str,
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// What kind of failure an [`Error`] is, for callers that branch on it (a server maps
+/// [`ErrorKind::Caller`] to 4xx, [`ErrorKind::Internal`] to 5xx, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller asked for something that does not exist or is inconsistent (a level or slice
+    /// out of range, a bad setting). The message names the valid range.
+    Caller,
+    /// The stack folder does not exist or holds no slice.
+    NotFound,
+    /// A source file is damaged, unsupported or inconsistent with the stack; the message names
+    /// the file.
+    Data,
+    /// The operating system refused a read or write; the message names the file.
+    Io,
+    /// The request was cancelled.
+    Cancelled,
+    /// A failure inside lodcache.
+    Internal,
 }
 
 /// `Result` with lodcache's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The kind of failure, for callers that branch on it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } => ErrorKind::Io,
+            Error::StackNotFound { .. } | Error::NoImages { .. } => ErrorKind::NotFound,
+            Error::DuplicateIndex { .. }
+            | Error::Decode { .. }
+            | Error::Unsupported { .. }
+            | Error::TooLarge { .. }
+            | Error::SizeMismatch { .. }
+            | Error::SampleTypeMismatch { .. } => ErrorKind::Data,
+            Error::Encode { .. } => ErrorKind::Io,
+            Error::InvalidArgument { .. } => ErrorKind::Caller,
+            Error::Cancelled => ErrorKind::Cancelled,
+            Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+
     /// An [`Error::Io`] naming the path and what was being done.
     pub(crate) fn io(
         action: &'static str,
@@ -169,6 +219,14 @@ impl Error {
         Error::Unsupported {
             path: path.into(),
             what: what.into(),
+        }
+    }
+
+    /// An [`Error::Internal`].
+    pub(crate) fn internal(what: &'static str, detail: impl Into<String>) -> Self {
+        Error::Internal {
+            what,
+            detail: detail.into(),
         }
     }
 

@@ -47,6 +47,11 @@ pub struct ExportReport {
     pub bytes: u64,
     /// Bytes of source files read (0 when everything came from the cache).
     pub source_bytes: u64,
+    /// Slices generated on the way (of every level the build passed through; 0 when
+    /// everything came from the cache).
+    pub generated: u64,
+    /// Slices written that were already in the cache.
+    pub from_cache: u64,
     /// The streaming build's figures, when the export ran one.
     pub stream: Option<StreamStats>,
 }
@@ -128,6 +133,10 @@ pub fn export_ctharvester(
         files,
         bytes,
         source_bytes: stream.as_ref().map_or(0, |s| s.source_bytes),
+        generated: stream
+            .as_ref()
+            .map_or(0, |s| s.produced.iter().sum::<u64>()),
+        from_cache: 0,
         stream,
     })
 }
@@ -226,12 +235,12 @@ fn write_staged(
             let mut buf = returned.try_recv().unwrap_or_default();
             encode_tiff(slice, &path, &mut buf)?;
             to_writer.send((path, buf)).map_err(|_| {
-                Error::invalid("export", "the writer thread stopped (its error follows)")
+                Error::internal("export", "the writer thread stopped (its error follows)")
             })
         });
         let written = writer
             .join()
-            .unwrap_or_else(|_| Err(Error::invalid("export", "the writer thread panicked")));
+            .unwrap_or_else(|_| Err(Error::internal("export", "the writer thread panicked")));
         // A write error is the cause of a failed producer, so report it first.
         let counts = written?;
         produced?;

@@ -150,6 +150,49 @@ impl std::fmt::Display for SliceKey {
     }
 }
 
+/// A rectangle of a slice: `width` x `height` pixels whose top-left pixel is (`x`, `y`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Region {
+    /// First column.
+    pub x: u32,
+    /// First row.
+    pub y: u32,
+    /// Columns.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+}
+
+impl Region {
+    /// The `width` x `height` rectangle at (`x`, `y`).
+    pub fn new(x: u32, y: u32, width: u32, height: u32) -> Region {
+        Region {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    /// Whether the rectangle is non-empty and lies inside a `width` x `height` slice.
+    pub fn fits(&self, width: u32, height: u32) -> bool {
+        let fits = |start: u32, len: u32, size: u32| {
+            len > 0 && start.checked_add(len).is_some_and(|end| end <= size)
+        };
+        fits(self.x, self.width, width) && fits(self.y, self.height, height)
+    }
+}
+
+impl std::fmt::Display for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} x {} at ({}, {})",
+            self.width, self.height, self.x, self.y
+        )
+    }
+}
+
 /// The source slices that slice `z` of `level` is made from: `[z * 2^level, (z + 1) * 2^level)`,
 /// clipped to a stack of `source_depth` slices.
 pub fn source_range(level: u32, z: u32, source_depth: u32) -> Range<u32> {

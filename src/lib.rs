@@ -7,8 +7,8 @@
 //! until the larger side is at most an edge (500 by default). A [`Pyramid`] serves any slice,
 //! region, volume or section of any level, making exactly what is asked for and keeping it as
 //! compressed blobs ([`codec`]) in a memory tier and a cache folder ([`store`]). It counts what
-//! users ask for ([`demand`]), keeps the most requested levels resident under pressure, and
-//! builds them first in the background ([`Pyramid::warm_up`], [`warmup`]). Below it sit
+//! users ask for ([`Pyramid::demand`]), keeps the most requested levels resident under
+//! pressure, and builds them first in the background ([`Pyramid::warm_up`]). Below it sit
 //! the stack reader ([`Stack`]), the exact parallel kernel ([`kernel`]), the one-pass streaming
 //! builder ([`stream_levels`]) and the CTHarvester-layout writer ([`export_ctharvester`]).
 //!
@@ -54,39 +54,48 @@
 //!
 //! ## Concurrency
 //! [`Pyramid`] is `Send + Sync` and cheap to clone; concurrent requests for the same missing
-//! slice compute it once, and no lock is held while a kernel runs (see [`pyramid`]). The
+//! slice compute it once, and no lock is held while a kernel runs (see [`Pyramid`]). The
 //! kernel runs on the current rayon pool (the global one unless the caller installs its own, or
 //! the pool given to [`PyramidBuilder::with_thread_pool`]); lodcache never configures the
 //! global pool. Decoding runs on plain I/O threads that
 //! stay a bounded number of slices ahead of the kernel. [`Stack`] is `Send + Sync`; use one
 //! [`StackReader`] per thread.
 
-pub mod cascade;
+mod cascade;
 pub mod codec;
-pub mod demand;
+mod demand;
 mod error;
-pub mod export;
+mod export;
 mod fsutil;
 mod geometry;
 pub mod kernel;
-pub mod phantom;
-pub mod pyramid;
+mod phantom;
+mod pyramid;
 mod slice;
-pub mod source;
+mod source;
 pub mod store;
-pub mod warmup;
+mod warmup;
 
+// The API: one flat list. The three public modules above are the low-level layers some users
+// build on directly (their own blob storage, their own kernels, their own tiers): `codec` (the
+// blob format), `kernel` (the 2x2x2 reduction) and `store` (the memory and disk tiers).
 pub use cascade::{StreamOptions, StreamStats, stream_levels};
-pub use demand::{DemandRanking, LevelDemand};
-pub use error::{Error, Result};
+pub use demand::{DemandRanking, HALF_LIFE as DEMAND_HALF_LIFE, LevelDemand};
+pub use error::{Error, ErrorKind, Result};
 pub use export::{ExportOptions, ExportReport, ctharvester_path, export_ctharvester};
-pub use geometry::{LevelInfo, LevelRule, SliceKey, dependent_slice, source_range};
+pub use geometry::{LevelInfo, LevelRule, Region, SliceKey, dependent_slice, source_range};
 pub use phantom::{Phantom, sample_stack};
-pub use pyramid::{Axis, Pyramid, PyramidBuilder, PyramidStats, Served, Volume};
+pub use pyramid::{
+    Axis, Cancel, CancelOnDrop, DEFAULT_MEMORY_BUDGET, Progress, ProgressFn, Pyramid,
+    PyramidBuilder, PyramidStats, Request, Served, Volume,
+};
 pub use slice::{Pixels, Sample, SampleType, Slice};
-pub use source::{SliceInfo, SourceFile, Stack, StackPattern, StackReader};
-pub use store::{DiskOptions, DiskStore, Manifest, MemoryStore};
-pub use warmup::{WarmupHandle, WarmupOptions, WarmupOutcome, WarmupProgress, WarmupReport};
+pub use source::{
+    DEFAULT_MAX_SLICE_BYTES, SliceInfo, SourceFile, Stack, StackPattern, StackReader,
+};
+pub use warmup::{
+    LevelReport, WarmupHandle, WarmupOptions, WarmupOutcome, WarmupProgress, WarmupReport,
+};
 
 /// The README's examples, run as doctests.
 #[cfg(doctest)]

@@ -1,37 +1,8 @@
 //! The lazy pyramid: slices, regions, volumes and sections of any level, made on demand and kept
-//! in the memory and disk tiers.
-//!
-//! # Serving order
-//! A request for slice `z` of level `n >= 1` is served from the memory tier, else from the disk
-//! tier (and promoted to memory), else generated from slices `2z` and `2z + 1` of level
-//! `n - 1`, which are requested the same way (the two at once, while helper threads are
-//! free); level 1 is made straight from its two source files
-//! ([`crate::StackReader::reduce_pair`]). Every slice generated on the way is stored in both
-//! tiers. Storing (encoding and writing) happens behind the request on background threads,
-//! which hold back while requests are in progress, so a request waits for reading and the
-//! kernel only; until a slice is stored it is served from the pending map. Waiting slices share
-//! the memory budget with the memory tier: past it, a request waits for room (see the storer's
-//! docs in `pyramid/storer.rs`). [`Pyramid::flush`] waits for the stores in flight.
-//!
-//! Whole-level requests ([`Pyramid::volume`], [`Pyramid::section`], [`Pyramid::export_ctharvester`])
-//! on a level that is not fully stored run the streaming builder ([`crate::stream_levels`]) once
-//! over the sources, handing every slice of every level up to the one asked for to the storing
-//! threads: each source byte is read once, and memory stays bounded by the budget plus a few
-//! slices per thread.
-//!
-//! # Concurrency
-//! [`Pyramid`] is `Send + Sync` and cheap to clone (clones share everything). Concurrent
-//! requests for the same missing slice, or the same missing level, compute it once
-//! (single-flight); no lock is held while a kernel runs. On a rayon worker thread a request never
-//! blocks on another one's work (it computes on its own instead), which keeps calls from inside
-//! `par_iter` free of deadlocks. Kernels and blob decoding run on the pool given to
-//! [`PyramidBuilder::with_thread_pool`], else on the current pool of the thread doing the
-//! work (the global pool for plain threads, lodcache's helper threads included); lodcache never
-//! configures the global pool. Source files are read on the calling thread and, outside rayon
-//! workers, a helper thread (lazy requests) or on the streaming builder's own reading threads
-//! (whole levels).
+//! in the memory and disk tiers (see [`Pyramid`]).
 
 mod flight;
+mod request;
 mod storer;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flight::{Flights, Role};
+pub(crate) use request::Ctx;
+pub use request::{Cancel, CancelOnDrop, Progress, ProgressFn, Request};
 use storer::Storer;
 
 use crate::cascade::{StreamOptions, stream_shared};
@@ -46,12 +19,12 @@ use crate::codec;
 use crate::demand::{Demand, DemandRanking};
 use crate::error::{Error, Result};
 use crate::export::{self, ExportReport};
-use crate::geometry::{LevelInfo, LevelRule, SliceKey};
-use crate::slice::{Pixels, SampleType, Slice};
+use crate::geometry::{LevelInfo, LevelRule, Region, SliceKey};
+use crate::slice::{Pixels, Sample, SampleType, Slice};
 use crate::source::{Stack, StackPattern};
 use crate::store::{
-    Blob, Counter, DiskMode, DiskOptions, DiskStats, DiskStore, Manifest, MemoryStats, MemoryStore,
-    PriorityFn, default_cache_dir,
+    Blob, Budget, Counter, DiskMode, DiskOptions, DiskStats, DiskStore, Manifest, MemoryStats,
+    MemoryStore, PriorityFn, default_cache_dir,
 };
 use crate::warmup::{WarmupHandle, WarmupOptions};
 
@@ -129,6 +102,11 @@ impl Volume {
         &self.pixels
     }
 
+    /// The samples as `T`, z-major, or `None` when the level's samples are not `T`.
+    pub fn samples<T: Sample>(&self) -> Option<&[T]> {
+        T::view(&self.pixels)
+    }
+
     /// Takes the samples out.
     pub fn into_pixels(self) -> Pixels {
         self.pixels
@@ -182,8 +160,8 @@ pub struct PyramidBuilder {
     pattern: Option<StackPattern>,
     cache_dir: Option<PathBuf>,
     disk_cache: bool,
-    memory_budget: u64,
-    disk_budget: u64,
+    memory_budget: Budget,
+    disk_budget: Budget,
     rule: LevelRule,
     pool: Option<Arc<rayon::ThreadPool>>,
     decode_threads: Option<usize>,
@@ -192,7 +170,7 @@ pub struct PyramidBuilder {
 
 impl PyramidBuilder {
     /// Reads the stack with an explicit file-name pattern instead of detecting it.
-    /// Default: detection (see [`crate::source`]).
+    /// Default: detection (see [`Stack`]).
     pub fn with_pattern(mut self, pattern: StackPattern) -> Self {
         self.pattern = Some(pattern);
         self
@@ -214,14 +192,14 @@ impl PyramidBuilder {
 
     /// Bytes of compressed blobs kept in memory. Default: [`DEFAULT_MEMORY_BUDGET`] (512 MiB).
     pub fn with_memory_budget(mut self, bytes: u64) -> Self {
-        self.memory_budget = bytes;
+        self.memory_budget = Budget(bytes);
         self
     }
 
     /// Bytes of blobs kept on disk. Default: `u64::MAX` (unbounded; a full pyramid of a
     /// 16-bit stack takes at most a seventh of the source's raw size).
     pub fn with_disk_budget(mut self, bytes: u64) -> Self {
-        self.disk_budget = bytes;
+        self.disk_budget = Budget(bytes);
         self
     }
 
@@ -283,7 +261,7 @@ impl PyramidBuilder {
                 .clone()
                 .unwrap_or_else(|| default_cache_dir(&self.dir));
             let manifest = Manifest::of(&stack, &self.rule)?;
-            let options = DiskOptions::new(dir).with_budget(self.disk_budget);
+            let options = DiskOptions::new(dir).with_budget(self.disk_budget.0);
             DiskStore::open(&options, &manifest, &levels)
         } else {
             DiskStore::disabled()
@@ -296,7 +274,7 @@ impl PyramidBuilder {
             stream.decode_threads = t;
         }
         let requests = levels.iter().map(|_| Counter::default()).collect();
-        let memory = MemoryStore::new(self.memory_budget);
+        let memory = MemoryStore::new(self.memory_budget.0);
         let demand = Arc::new(if disk.mode() == DiskMode::ReadWrite {
             Demand::open(disk.dir())
         } else {
@@ -372,7 +350,7 @@ struct Inner {
     counters: Counters,
 }
 
-/// Marks a request in progress, so that warm-up holds back (see [`crate::warmup`]).
+/// Marks a request in progress, so that warm-up holds back (see [`WarmupHandle`]).
 struct Foreground<'a>(&'a std::sync::atomic::AtomicUsize);
 
 impl<'a> Foreground<'a> {
@@ -438,7 +416,38 @@ impl Drop for Inner {
     }
 }
 
-/// A CT stack's level-of-detail pyramid, computed on demand and cached. See the module docs.
+/// A CT stack's level-of-detail pyramid: slices, regions, volumes and sections of any level,
+/// made on demand and kept in the memory and disk tiers.
+///
+/// # Serving order
+/// A request for slice `z` of level `n >= 1` is served from the memory tier, else from the disk
+/// tier (and promoted to memory), else generated from slices `2z` and `2z + 1` of level
+/// `n - 1`, which are requested the same way (the two at once, while helper threads are
+/// free); level 1 is made straight from its two source files
+/// ([`crate::StackReader::reduce_pair`]). Every slice generated on the way is stored in both
+/// tiers. Storing (encoding and writing) happens behind the request on background threads,
+/// which hold back while requests are in progress, so a request waits for reading and the
+/// kernel only; until a slice is stored it is served from the pending map. Waiting slices share
+/// the memory budget with the memory tier: past it, a request waits for room (see the storer's
+/// docs in `pyramid/storer.rs`). [`Pyramid::flush`] waits for the stores in flight.
+///
+/// Whole-level requests ([`Pyramid::volume`], [`Pyramid::section`], [`Pyramid::export_ctharvester`])
+/// on a level that is not fully stored run the streaming builder ([`crate::stream_levels`]) once
+/// over the sources, handing every slice of every level up to the one asked for to the storing
+/// threads: each source byte is read once, and memory stays bounded by the budget plus a few
+/// slices per thread.
+///
+/// # Concurrency
+/// [`Pyramid`] is `Send + Sync` and cheap to clone (clones share everything). Concurrent
+/// requests for the same missing slice, or the same missing level, compute it once
+/// (single-flight); no lock is held while a kernel runs. On a rayon worker thread a request never
+/// blocks on another one's work (it computes on its own instead), which keeps calls from inside
+/// `par_iter` free of deadlocks. Kernels and blob decoding run on the pool given to
+/// [`PyramidBuilder::with_thread_pool`], else on the current pool of the thread doing the
+/// work (the global pool for plain threads, lodcache's helper threads included); lodcache never
+/// configures the global pool. Source files are read on the calling thread and, outside rayon
+/// workers, a helper thread (lazy requests) or on the streaming builder's own reading threads
+/// (whole levels).
 #[derive(Debug, Clone)]
 pub struct Pyramid {
     inner: Arc<Inner>,
@@ -452,8 +461,8 @@ impl Pyramid {
             pattern: None,
             cache_dir: None,
             disk_cache: true,
-            memory_budget: DEFAULT_MEMORY_BUDGET,
-            disk_budget: u64::MAX,
+            memory_budget: Budget(DEFAULT_MEMORY_BUDGET),
+            disk_budget: Budget::UNLIMITED,
             rule: LevelRule::default(),
             pool: None,
             decode_threads: None,
@@ -497,7 +506,7 @@ impl Pyramid {
     }
 
     /// What users have asked for, most requested level first (decayed request counts, this
-    /// run's and earlier runs' on the same cache folder; see [`crate::demand`]).
+    /// run's and earlier runs' on the same cache folder; see [`DemandRanking`]).
     pub fn demand(&self) -> DemandRanking {
         self.inner.demand.ranking()
     }
@@ -522,20 +531,44 @@ impl Pyramid {
         Ok(())
     }
 
-    /// Counts a request for slice `z` of `level` (statistics and demand).
-    fn count_slice(&self, level: u32, z: u32) {
+    /// Counts a request for slice `z` of `level` (statistics, and demand unless the call says
+    /// otherwise).
+    fn count_slice(&self, ctx: &Ctx<'_>, level: u32, z: u32) {
         if let Some(c) = self.inner.counters.requests.get(level as usize) {
             c.incr();
         }
-        self.inner.demand.record(SliceKey::new(level, z));
+        if ctx.demand {
+            self.inner.demand.record(SliceKey::new(level, z));
+        }
     }
 
     /// Counts a request for the whole of `level`.
-    fn count_level(&self, level: u32) {
+    fn count_level(&self, ctx: &Ctx<'_>, level: u32) {
         if let Some(c) = self.inner.counters.requests.get(level as usize) {
             c.incr();
         }
-        self.inner.demand.record_level(level, 1.0);
+        if ctx.demand {
+            self.inner.demand.record_level(level, 1.0);
+        }
+    }
+
+    /// Options for one call: cancellation, progress, demand (see [`Request`]).
+    pub fn request(&self) -> Request<'_> {
+        Request {
+            pyramid: self,
+            ctx: Ctx::counted(),
+        }
+    }
+
+    /// The number of levels, level 0 (the source) included: at least 1.
+    pub fn level_count(&self) -> u32 {
+        self.inner.levels.len() as u32
+    }
+
+    /// The last (smallest) level: level 0 when the stack is not above the rule's edge.
+    pub fn coarsest(&self) -> LevelInfo {
+        // A pyramid always has level 0.
+        self.inner.levels[self.inner.levels.len() - 1]
     }
 
     /// Slice `z` of `level`: level 0 is decoded from its source file, other levels come from
@@ -554,14 +587,19 @@ impl Pyramid {
     /// # Errors
     /// As [`Pyramid::slice`].
     pub fn slice_served(&self, level: u32, z: u32) -> Result<(Slice, Served)> {
+        self.slice_in(&Ctx::counted(), level, z)
+    }
+
+    pub(crate) fn slice_in(&self, ctx: &Ctx<'_>, level: u32, z: u32) -> Result<(Slice, Served)> {
         let _foreground = Foreground::enter(&self.inner.foreground);
         let info = self.level(level)?;
         Self::check_z(&info, z)?;
-        self.count_slice(level, z);
+        self.count_slice(ctx, level, z);
+        ctx.check()?;
         if level == 0 {
             return Ok((self.read_source(z)?, Served::Source));
         }
-        self.level_slice_served(SliceKey::new(level, z))
+        self.level_slice_served(ctx, SliceKey::new(level, z))
             .map(|(s, from)| {
                 (
                     Arc::try_unwrap(s).unwrap_or_else(|shared| (*shared).clone()),
@@ -570,46 +608,45 @@ impl Pyramid {
             })
     }
 
-    /// The `width` x `height` rectangle at (`x`, `y`) of slice `z` of `level`.
+    /// The rectangle `region` of slice `z` of `level`.
     ///
     /// # Errors
     /// As [`Pyramid::slice`], and [`Error::InvalidArgument`] when the rectangle is empty or
     /// leaves the slice.
-    pub fn region(
+    pub fn region(&self, level: u32, z: u32, region: Region) -> Result<Slice> {
+        self.region_in(&Ctx::counted(), level, z, region)
+    }
+
+    pub(crate) fn region_in(
         &self,
+        ctx: &Ctx<'_>,
         level: u32,
         z: u32,
-        x: u32,
-        y: u32,
-        width: u32,
-        height: u32,
+        region: Region,
     ) -> Result<Slice> {
         let info = self.level(level)?;
-        let fits = |start: u32, len: u32, size: u32| {
-            len > 0 && start.checked_add(len).is_some_and(|end| end <= size)
-        };
-        if !fits(x, width, info.width) || !fits(y, height, info.height) {
+        if !region.fits(info.width, info.height) {
             return Err(Error::invalid(
                 "region",
                 format!(
-                    "{width} x {height} at ({x}, {y}) at level {level}; the level is {} x {} and \
-                     the region must be non-empty and inside it",
+                    "{region} at level {level}; the level is {} x {} and the region must be \
+                     non-empty and inside it",
                     info.width, info.height
                 ),
             ));
         }
-        let whole = self.slice(level, z)?;
+        let (whole, _) = self.slice_in(ctx, level, z)?;
         let s = info.sample_type.bytes();
         let src = whole.pixels().as_bytes();
-        let mut out = Slice::zeroed(width, height, info.sample_type);
-        let row = width as usize * s;
+        let mut out = Slice::zeroed(region.width, region.height, info.sample_type);
+        let row = region.width as usize * s;
         for (r, dst) in out
             .pixels_mut()
             .as_bytes_mut()
             .chunks_exact_mut(row)
             .enumerate()
         {
-            let start = ((y as usize + r) * info.width as usize + x as usize) * s;
+            let start = ((region.y as usize + r) * info.width as usize + region.x as usize) * s;
             dst.copy_from_slice(&src[start..start + row]);
         }
         Ok(out)
@@ -621,14 +658,18 @@ impl Pyramid {
     /// # Errors
     /// [`Error::InvalidArgument`] for a level out of range; decoding errors naming the file.
     pub fn volume(&self, level: u32) -> Result<Volume> {
+        self.volume_in(&Ctx::counted(), level)
+    }
+
+    pub(crate) fn volume_in(&self, ctx: &Ctx<'_>, level: u32) -> Result<Volume> {
         let _foreground = Foreground::enter(&self.inner.foreground);
         let info = self.level(level)?;
-        self.count_level(level);
+        self.count_level(ctx, level);
         let n = info.slice_bytes();
         let mut pixels = Pixels::zeroed(info.sample_type, info.slice_len() * info.depth as usize);
         {
             let bytes = pixels.as_bytes_mut();
-            self.each_slice(&[level], &mut |_, z, s| {
+            self.each_slice(ctx, &[level], &mut |_, z, s| {
                 bytes[z as usize * n..][..n].copy_from_slice(s.pixels().as_bytes());
                 Ok(())
             })?;
@@ -644,12 +685,22 @@ impl Pyramid {
     /// [`Error::InvalidArgument`] naming the valid range when `level` or `index` is out of
     /// range; decoding errors naming the file.
     pub fn section(&self, level: u32, axis: Axis, index: u32) -> Result<Slice> {
+        self.section_in(&Ctx::counted(), level, axis, index)
+    }
+
+    pub(crate) fn section_in(
+        &self,
+        ctx: &Ctx<'_>,
+        level: u32,
+        axis: Axis,
+        index: u32,
+    ) -> Result<Slice> {
         let _foreground = Foreground::enter(&self.inner.foreground);
         let info = self.level(level)?;
         let (extent, out_w) = match axis {
             Axis::X => (info.width, info.height),
             Axis::Y => (info.height, info.width),
-            Axis::Z => return self.slice(level, index),
+            Axis::Z => return self.slice_in(ctx, level, index).map(|(s, _)| s),
         };
         if index >= extent {
             return Err(Error::invalid(
@@ -660,14 +711,14 @@ impl Pyramid {
                 ),
             ));
         }
-        self.count_level(level);
+        self.count_level(ctx, level);
         let s = info.sample_type.bytes();
         let row = out_w as usize * s;
         let w = info.width as usize;
         let mut out = Slice::zeroed(out_w, info.depth, info.sample_type);
         {
             let dst = out.pixels_mut().as_bytes_mut();
-            self.each_slice(&[level], &mut |_, z, slice| {
+            self.each_slice(ctx, &[level], &mut |_, z, slice| {
                 let src = slice.pixels().as_bytes();
                 let line = &mut dst[z as usize * row..][..row];
                 match axis {
@@ -696,15 +747,37 @@ impl Pyramid {
     /// [`Error::InvalidArgument`] for a level outside `1..` the pyramid's last level; decoding
     /// errors naming the source file; [`Error::Io`]/[`Error::Encode`] naming the file that
     /// could not be written. On error `out` is left as it was.
-    pub fn export_ctharvester(&self, out: &Path, levels: Option<&[u32]>) -> Result<ExportReport> {
+    pub fn export_ctharvester(
+        &self,
+        out: impl AsRef<Path>,
+        levels: Option<&[u32]>,
+    ) -> Result<ExportReport> {
+        self.export_ctharvester_in(&Ctx::counted(), out.as_ref(), levels)
+    }
+
+    pub(crate) fn export_ctharvester_in(
+        &self,
+        ctx: &Ctx<'_>,
+        out: &Path,
+        levels: Option<&[u32]>,
+    ) -> Result<ExportReport> {
         let _foreground = Foreground::enter(&self.inner.foreground);
         let wanted = export::wanted_levels(&self.inner.stack, &self.inner.stream.rule, levels)?;
         for &l in &wanted {
-            self.count_level(l);
+            self.count_level(ctx, l);
         }
+        let from_cache = wanted
+            .iter()
+            .map(|&l| {
+                let depth = self.inner.levels[l as usize].depth;
+                (0..depth)
+                    .filter(|&z| self.is_stored(SliceKey::new(l, z)))
+                    .count() as u64
+            })
+            .sum();
         let before = self.stats();
         let (files, bytes) = export::write_ctharvester(out, &wanted, |sink| {
-            self.each_slice(&wanted, &mut |level, z, slice| sink(level, z, slice))
+            self.each_slice(ctx, &wanted, &mut |level, z, slice| sink(level, z, slice))
         })?;
         let after = self.stats();
         Ok(ExportReport {
@@ -715,6 +788,8 @@ impl Pyramid {
             files,
             bytes,
             source_bytes: after.source_bytes - before.source_bytes,
+            generated: after.generated - before.generated,
+            from_cache,
             stream: None,
         })
     }
@@ -790,15 +865,16 @@ impl Pyramid {
     }
 
     /// A slice of level >= 1: stored, or generated once however many threads ask at once.
-    fn level_slice(&self, key: SliceKey) -> Result<Arc<Slice>> {
-        self.level_slice_served(key).map(|(s, _)| s)
+    fn level_slice(&self, ctx: &Ctx<'_>, key: SliceKey) -> Result<Arc<Slice>> {
+        self.level_slice_served(ctx, key).map(|(s, _)| s)
     }
 
     /// [`Pyramid::level_slice`], saying where the slice came from.
-    fn level_slice_served(&self, key: SliceKey) -> Result<(Arc<Slice>, Served)> {
+    fn level_slice_served(&self, ctx: &Ctx<'_>, key: SliceKey) -> Result<(Arc<Slice>, Served)> {
         if let Some(found) = self.stored(key) {
             return Ok(found);
         }
+        ctx.check()?;
         let (result, role) = self.inner.slices.join(key, || {
             // It may have been stored between our miss and our flight.
             if let Some(s) = self.inner.storer.pending(key) {
@@ -809,7 +885,7 @@ impl Pyramid {
             {
                 return Ok((Arc::new(s), Served::Memory));
             }
-            self.generate(key).map(|s| (s, Served::Generated))
+            self.generate(ctx, key).map(|s| (s, Served::Generated))
         });
         if role == Role::Waited {
             self.inner.counters.coalesced.incr();
@@ -818,11 +894,11 @@ impl Pyramid {
     }
 
     /// A slice of `level` (>= 1) for generating the level above.
-    fn child(&self, level: u32, z: u32) -> Result<Arc<Slice>> {
-        self.level_slice(SliceKey::new(level, z))
+    fn child(&self, ctx: &Ctx<'_>, level: u32, z: u32) -> Result<Arc<Slice>> {
+        self.level_slice(ctx, SliceKey::new(level, z))
     }
 
-    fn generate(&self, key: SliceKey) -> Result<Arc<Slice>> {
+    fn generate(&self, ctx: &Ctx<'_>, key: SliceKey) -> Result<Arc<Slice>> {
         let started = Instant::now();
         let mut out = Slice::zeroed(0, 0, self.sample_type());
         if key.level == 1 {
@@ -840,7 +916,7 @@ impl Pyramid {
             let below = self.inner.levels[key.level as usize - 1];
             let (first, second) = (2 * key.z, 2 * key.z + 1);
             let (a, b) = if second >= below.depth {
-                (self.child(below.level, first)?, None)
+                (self.child(ctx, below.level, first)?, None)
             } else if rayon::current_thread_index().is_none()
                 && let Some(_helper) = self.inner.helpers.enter()
             {
@@ -850,10 +926,10 @@ impl Pyramid {
                 // stack, a flight that the helper would wait for while the worker waits for
                 // the helper.
                 let (a, b) = std::thread::scope(|scope| {
-                    let helper = scope.spawn(|| self.child(below.level, second));
-                    let a = self.child(below.level, first);
+                    let helper = scope.spawn(|| self.child(ctx, below.level, second));
+                    let a = self.child(ctx, below.level, first);
                     let b = helper.join().unwrap_or_else(|_| {
-                        Err(Error::invalid(
+                        Err(Error::internal(
                             "slice generation",
                             "a helper thread panicked",
                         ))
@@ -862,8 +938,8 @@ impl Pyramid {
                 });
                 (a?, Some(b?))
             } else {
-                let a = self.child(below.level, first)?;
-                (a, Some(self.child(below.level, second)?))
+                let a = self.child(ctx, below.level, first)?;
+                (a, Some(self.child(ctx, below.level, second)?))
             };
             self.in_pool(|| crate::kernel::reduce_slices(&a, b.as_deref(), &mut out))?;
         }
@@ -892,36 +968,61 @@ impl Pyramid {
     /// Hands every slice of each level in `wanted` (sorted) to `f`: levels >= 1 from the tiers
     /// when they are fully stored, else from one streaming build that stores what it makes
     /// (in completion order); then level 0, if wanted, decoded from the sources in z order.
-    fn each_slice(&self, wanted: &[u32], f: &mut SliceSink<'_>) -> Result<()> {
+    /// Checks for cancellation before each slice and reports progress on this thread.
+    fn each_slice(&self, ctx: &Ctx<'_>, wanted: &[u32], f: &mut SliceSink<'_>) -> Result<()> {
         let upper: Vec<u32> = wanted.iter().copied().filter(|&l| l > 0).collect();
+        let source_units = if wanted.first() == Some(&0) {
+            u64::from(self.inner.stack.depth())
+        } else {
+            0
+        };
+        let mut done = 0;
         let mut served = upper.is_empty();
         if let Some(&top) = upper.last()
             && !upper.iter().all(|&l| self.fully_stored(l))
         {
+            // Progress of a build counts level-1 slices made (each one pair of source slices).
+            let total = u64::from(self.inner.levels[1].depth) + source_units;
+            ctx.report(0, total);
             let (built, role) = self
                 .inner
                 .streams
-                .join(top, || self.stream_build(top, &upper, f));
+                .join(top, || self.stream_build(ctx, top, &upper, total, f));
             // A build we ran handed every slice to f; one we waited for stored them.
             if role != Role::Waited {
                 built?;
                 served = true;
+                done = total - source_units;
             }
         }
         if !served {
+            let total = upper
+                .iter()
+                .map(|&l| u64::from(self.inner.levels[l as usize].depth))
+                .sum::<u64>()
+                + source_units;
+            ctx.report(0, total);
             for &level in &upper {
                 for z in 0..self.inner.levels[level as usize].depth {
-                    f(level, z, &*self.level_slice(SliceKey::new(level, z))?)?;
+                    ctx.check()?;
+                    f(level, z, &*self.level_slice(ctx, SliceKey::new(level, z))?)?;
+                    done += 1;
+                    ctx.report(done, total);
                 }
             }
         }
-        if wanted.first() == Some(&0) {
+        if source_units > 0 {
+            let total = done + source_units;
             let mut reader = self.inner.stack.reader();
             let mut source = Slice::zeroed(0, 0, self.sample_type());
             let result = (0..self.inner.stack.depth()).try_for_each(|z| {
+                ctx.check()?;
                 reader.read_into(z, &mut source)?;
                 self.inner.counters.source_slices.incr();
-                f(0, z, &source)
+                f(0, z, &source)?;
+                done += 1;
+                ctx.report(done, total);
+                Ok(())
             });
             self.inner.counters.source_bytes.add(reader.bytes_read());
             result?;
@@ -931,37 +1032,50 @@ impl Pyramid {
 
     /// One streaming pass up to level `top`: every produced slice not stored yet is handed to
     /// the storing threads (kept as lent; the stream makes a new buffer in its place); slices of
-    /// the `wanted` levels also go to `f`.
-    fn stream_build(&self, top: u32, wanted: &[u32], f: &mut SliceSink<'_>) -> Result<()> {
+    /// the `wanted` levels also go to `f`. Runs on the calling thread (the stream's sink, and so
+    /// `f` and the progress callback, are called on it).
+    fn stream_build(
+        &self,
+        ctx: &Ctx<'_>,
+        top: u32,
+        wanted: &[u32],
+        total: u64,
+        f: &mut SliceSink<'_>,
+    ) -> Result<()> {
         self.inner.counters.stream_builds.incr();
         let started = Instant::now();
         let options = StreamOptions {
             max_level: Some(top),
             ..self.inner.stream.clone()
         };
-        let streamed = self.in_pool(|| {
-            stream_shared(&self.inner.stack, &options, |level, z, slice| {
-                let key = SliceKey::new(level, z);
-                if !self.is_stored(key) {
-                    // Kept as it is (no copy); the builder makes a new buffer in its place.
-                    self.inner.storer.store(key, Arc::clone(slice));
-                    self.inner.counters.generated.incr();
-                }
-                if wanted.contains(&level) {
-                    f(level, z, slice)?;
-                }
-                Ok(())
-            })
-        })?;
+        let mut made = 0;
+        let streamed = stream_shared(&self.inner.stack, &options, |level, z, slice| {
+            ctx.check()?;
+            let key = SliceKey::new(level, z);
+            if !self.is_stored(key) {
+                // Kept as it is (no copy); the builder makes a new buffer in its place.
+                self.inner.storer.store(key, Arc::clone(slice));
+                self.inner.counters.generated.incr();
+            }
+            if wanted.contains(&level) {
+                f(level, z, slice)?;
+            }
+            if level == 1 {
+                made += 1;
+                ctx.report(made, total);
+            }
+            Ok(())
+        });
+        self.inner
+            .counters
+            .generating_ns
+            .add(started.elapsed().as_nanos() as u64);
+        let streamed = streamed?;
         self.inner
             .counters
             .source_slices
             .add(streamed.source_slices);
         self.inner.counters.source_bytes.add(streamed.source_bytes);
-        self.inner
-            .counters
-            .generating_ns
-            .add(started.elapsed().as_nanos() as u64);
         Ok(())
     }
 
@@ -971,7 +1085,7 @@ impl Pyramid {
         level == 0 || (level as usize) < self.inner.levels.len() && self.fully_stored(level)
     }
 
-    /// Starts building, in the background, what users will ask for (see [`crate::warmup`]).
+    /// Starts building, in the background, what users will ask for (see [`WarmupHandle`]).
     /// The run stops when the returned handle is cancelled or dropped.
     pub fn warm_up(&self, options: WarmupOptions) -> WarmupHandle {
         crate::warmup::start(self, options)
@@ -996,9 +1110,14 @@ impl Pyramid {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Makes and stores slice `key` for a warm-up run (not counted as a request).
-    pub(crate) fn warm_slice(&self, key: SliceKey) -> Result<()> {
-        self.level_slice(key).map(|_| ())
+    /// Makes and stores slice `key` for a warm-up run (not counted as a request), stopping at
+    /// the next slice boundary once `cancel` is set.
+    pub(crate) fn warm_slice(&self, key: SliceKey, cancel: &Cancel) -> Result<()> {
+        let ctx = Ctx {
+            cancel: Some(cancel),
+            ..Ctx::default()
+        };
+        self.level_slice(&ctx, key).map(|_| ())
     }
 
     /// The sample type of every level (the source's).

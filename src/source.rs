@@ -1,21 +1,4 @@
-//! Finding and decoding the slices of a stack folder.
-//!
-//! # Discovery
-//! The image files directly in one folder (no recursion) with extension tif, tiff, bmp, png,
-//! jpg or jpeg in any letter case are read as `<prefix><digits>.<ext>`. The stack is the most
-//! common (prefix, extension) pair (extension compared without case; on a tie the pair that
-//! sorts first wins), sorted by the integer value of the digits. Everything else (notes, logs,
-//! `*_spr.bmp` previews, `Thumbs.db`, hidden files and folders such as the cache folder,
-//! sub-folders) is ignored. Gaps in the numbering are allowed and reported by [`Stack::gaps`].
-//! A [`StackPattern`] overrides detection.
-//!
-//! # Decoding
-//! 8- and 16-bit grayscale is kept as it is; RGB and RGBA become luma of the same depth with
-//! weights that sum to one exactly (BT.709, fixed point), so gray stored as RGB stays exactly
-//! gray; gray+alpha keeps the gray channel; 32-bit float grayscale TIFF is kept as `f32`.
-//! Palette BMPs are mapped through their palette's luma (a gray ramp palette costs nothing).
-//! TIFF is decoded with the `tiff` crate directly into the caller's buffer; BMP, PNG and JPEG go
-//! through `image`'s decoders. The format is told by the file's first bytes, not its name.
+//! Finding and decoding the slices of a stack folder (see [`Stack`]).
 
 mod decode;
 mod discover;
@@ -70,6 +53,23 @@ pub struct SourceFile {
 }
 
 /// A CT stack: the ordered slice files of one folder, with the first slice's size and type.
+///
+/// # Discovery
+/// The image files directly in one folder (no recursion) with extension tif, tiff, bmp, png,
+/// jpg or jpeg in any letter case are read as `<prefix><digits>.<ext>`. The stack is the most
+/// common (prefix, extension) pair (extension compared without case; on a tie the pair that
+/// sorts first wins), sorted by the integer value of the digits. Everything else (notes, logs,
+/// `*_spr.bmp` previews, `Thumbs.db`, hidden files and folders such as the cache folder,
+/// sub-folders) is ignored. Gaps in the numbering are allowed and reported by [`Stack::gaps`].
+/// A [`StackPattern`] overrides detection.
+///
+/// # Decoding
+/// 8- and 16-bit grayscale is kept as it is; RGB and RGBA become luma of the same depth with
+/// weights that sum to one exactly (BT.709, fixed point), so gray stored as RGB stays exactly
+/// gray; gray+alpha keeps the gray channel; 32-bit float grayscale TIFF is kept as `f32`.
+/// Palette BMPs are mapped through their palette's luma (a gray ramp palette costs nothing).
+/// TIFF is decoded with the `tiff` crate directly into the caller's buffer; BMP, PNG and JPEG go
+/// through `image`'s decoders. The format is told by the file's first bytes, not its name.
 #[derive(Debug, Clone)]
 pub struct Stack {
     dir: PathBuf,

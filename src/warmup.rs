@@ -1,24 +1,5 @@
-//! Background warm-up: build what users will ask for before they ask, most requested first.
-//!
-//! [`Pyramid::warm_up`] starts a run on its own threads and returns a [`WarmupHandle`] with
-//! [`progress`](WarmupHandle::progress), [`cancel`](WarmupHandle::cancel) and
-//! [`wait`](WarmupHandle::wait); dropping the handle cancels the run and joins it.
-//!
-//! - **Order**: the levels given, else the levels users asked for (by [`Pyramid::demand`]), then
-//!   the rest from the smallest level to the largest (every viewer loads the smallest level
-//!   whole first). Within a level, slice by slice in z order.
-//! - **Work**: each slice is made through the same lazy path as a request (so it is stored in
-//!   both tiers with everything below it, and a request for a slice the run is making waits for
-//!   it instead of repeating it). Slices already stored are skipped, which is also how an
-//!   interrupted run resumes: blobs are written atomically, so whatever a killed run left on
-//!   disk is whole, and the next run carries on from there.
-//! - **Foreground first**: before each slice the run waits while any request of the pyramid is
-//!   in progress, so a viewer's `slice()` never queues behind a batch of warm-up work (at most
-//!   behind the one slice being made). A client that keeps requests in flight without pause
-//!   therefore holds the run back until it pauses: the viewer's time comes first.
-//! - **Budgets**: a time budget and a byte budget (bytes of blobs stored while the run went)
-//!   end the run early, with the outcome [`WarmupOutcome::BudgetReached`].
-//! - **Cancel** takes effect between slices: within one slice's work.
+//! Background warm-up: build what users will ask for before they ask, most requested first
+//! (see [`WarmupHandle`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -27,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::geometry::{LevelInfo, SliceKey};
-use crate::pyramid::Pyramid;
+use crate::pyramid::{Cancel, Pyramid};
 
 /// What a warm-up run builds and how long it may take.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -158,7 +139,7 @@ enum Stop {
 
 #[derive(Debug)]
 struct Shared {
-    cancel: AtomicBool,
+    cancel: Cancel,
     done: AtomicU64,
     total: AtomicU64,
     already: AtomicU64,
@@ -177,6 +158,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A running warm-up. Dropping it cancels the run and waits for it.
+///
+/// [`Pyramid::warm_up`] starts a run on its own threads and returns a [`WarmupHandle`] with
+/// [`progress`](WarmupHandle::progress), [`cancel`](WarmupHandle::cancel) and
+/// [`wait`](WarmupHandle::wait); dropping the handle cancels the run and joins it.
+///
+/// - **Order**: the levels given, else the levels users asked for (by [`Pyramid::demand`]), then
+///   the rest from the smallest level to the largest (every viewer loads the smallest level
+///   whole first). Within a level, slice by slice in z order.
+/// - **Work**: each slice is made through the same lazy path as a request (so it is stored in
+///   both tiers with everything below it, and a request for a slice the run is making waits for
+///   it instead of repeating it). Slices already stored are skipped, which is also how an
+///   interrupted run resumes: blobs are written atomically, so whatever a killed run left on
+///   disk is whole, and the next run carries on from there.
+/// - **Foreground first**: before each slice the run waits while any request of the pyramid is
+///   in progress, so a viewer's `slice()` never queues behind a batch of warm-up work (at most
+///   behind the one slice being made). A client that keeps requests in flight without pause
+///   therefore holds the run back until it pauses: the viewer's time comes first.
+/// - **Budgets**: a time budget and a byte budget (bytes of blobs stored while the run went)
+///   end the run early, with the outcome [`WarmupOutcome::BudgetReached`].
+/// - **Cancel** takes effect between slices: within one slice's work.
 #[derive(Debug)]
 pub struct WarmupHandle {
     shared: Arc<Shared>,
@@ -194,7 +195,7 @@ impl WarmupHandle {
     /// it has stopped. What it stored stays valid; [`wait`](Self::wait) then reports
     /// [`WarmupOutcome::Cancelled`] (or how it ended, if it ended first).
     pub fn cancel(&self) {
-        self.shared.cancel.store(true, Ordering::Relaxed);
+        self.shared.cancel.cancel();
         let mut stopped = lock(&self.shared.stopped);
         while !*stopped {
             stopped = self
@@ -223,11 +224,11 @@ impl WarmupHandle {
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(outcome)) => outcome,
             Some(Err(_)) => WarmupOutcome::Failed {
-                error: Error::invalid("warm-up", "the warm-up thread panicked"),
+                error: Error::internal("warm-up", "the warm-up thread panicked"),
                 report: report(),
             },
             None => WarmupOutcome::Failed {
-                error: Error::invalid("warm-up", "already waited for"),
+                error: Error::internal("warm-up", "the run was already waited for"),
                 report: report(),
             },
         }
@@ -237,7 +238,7 @@ impl WarmupHandle {
 impl Drop for WarmupHandle {
     fn drop(&mut self) {
         if self.thread.is_some() {
-            self.shared.cancel.store(true, Ordering::Relaxed);
+            self.shared.cancel.cancel();
             let _ = self.join();
         }
     }
@@ -308,7 +309,7 @@ fn plan(pyramid: &Pyramid, options: &WarmupOptions) -> Result<Vec<u32>> {
 /// Starts a run; see [`Pyramid::warm_up`].
 pub(crate) fn start(pyramid: &Pyramid, options: WarmupOptions) -> WarmupHandle {
     let shared = Arc::new(Shared {
-        cancel: AtomicBool::new(false),
+        cancel: Cancel::new(),
         done: AtomicU64::new(0),
         total: AtomicU64::new(0),
         already: AtomicU64::new(0),
@@ -396,7 +397,7 @@ fn run(pyramid: &Pyramid, options: &WarmupOptions, shared: &Shared) -> WarmupOut
                     if lock(&stop).is_some() {
                         return;
                     }
-                    let halt = if shared.cancel.load(Ordering::Relaxed) {
+                    let halt = if shared.cancel.is_cancelled() {
                         Some(Stop::Cancelled)
                     } else if deadline.is_some_and(|d| Instant::now() >= d)
                         || options.byte_budget.is_some_and(|b| {
@@ -423,7 +424,7 @@ fn run(pyramid: &Pyramid, options: &WarmupOptions, shared: &Shared) -> WarmupOut
                     let Some(&key) = work.get(i) else { return };
                     shared.level.store(u64::from(key.level), Ordering::Relaxed);
                     let t = Instant::now();
-                    let made = pyramid.warm_slice(key);
+                    let made = pyramid.warm_slice(key, &shared.cancel);
                     if let Some(entry) = levels.iter().find(|e| e.0.level == key.level) {
                         entry
                             .3
@@ -464,7 +465,7 @@ fn run(pyramid: &Pyramid, options: &WarmupOptions, shared: &Shared) -> WarmupOut
         Some((Stop::Cancelled, _)) => WarmupOutcome::Cancelled(report),
         Some((Stop::Budget, _)) => WarmupOutcome::BudgetReached(report),
         Some((Stop::Failed, error)) => WarmupOutcome::Failed {
-            error: error.unwrap_or_else(|| Error::invalid("warm-up", "failed")),
+            error: error.unwrap_or_else(|| Error::internal("warm-up", "failed without an error")),
             report,
         },
     }

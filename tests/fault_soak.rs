@@ -108,7 +108,7 @@ fn request(pyr: &Pyramid, naive: &[Naive], rng: &mut Rng, tally: &Tally) -> Resu
             rng.below_u32(v.height as u32 - h + 1),
         );
         let got = pyr
-            .region(level, z, x, y, w, h)
+            .region(level, z, lodcache::Region::new(x, y, w, h))
             .map_err(|e| format!("region {level}/{z} {w}x{h}@{x},{y}: {e}"))?;
         tally.regions.fetch_add(1, Ordering::Relaxed);
         let src = &v.slices[z as usize];

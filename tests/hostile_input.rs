@@ -371,7 +371,8 @@ fn absurd_dimensions_in_a_later_slice_fail_only_the_requests_that_need_it() {
             pyr.slice(0, 3).unwrap_err(),
             pyr.slice(1, 1).unwrap_err(),
             pyr.slice(2, 0).unwrap_err(),
-            pyr.region(1, 1, 2, 2, 8, 8).unwrap_err(),
+            pyr.region(1, 1, lodcache::Region::new(2, 2, 8, 8))
+                .unwrap_err(),
             pyr.section(2, Axis::X, 3).unwrap_err(),
             pyr.volume(1).unwrap_err(),
             // A failed request caches nothing and leaves no flight behind: asking again fails

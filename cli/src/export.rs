@@ -3,15 +3,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use lodcache::{Pyramid, Stack};
+use lodcache::Stack;
 
 use crate::opts::{PyramidOpts, default_edge, no_level_note, parse_levels, parse_threads};
-use crate::term::{clean, quote, say};
+use crate::term::{clean, quote, say, tell};
 use crate::{Failure, Outcome};
 
 /// Output layouts.
@@ -63,34 +62,45 @@ pub(crate) fn run(args: ExportArgs) -> Outcome {
     };
     let pyr = args.pyramid.open(&args.scan, edge, args.threads, pool)?;
     let started = Instant::now();
-    let before = Counts::of(&pyr);
-    let done = AtomicBool::new(false);
-    let depth = pyr.stack().depth();
-    let report = std::thread::scope(|scope| {
-        scope.spawn(|| progress(&pyr, depth, &done));
-        let report =
-            pyr.export_ctharvester(&args.out, args.levels.as_ref().map(|l| l.0.as_slice()));
-        done.store(true, Ordering::Relaxed);
-        report
-    })
-    .map_err(|e| {
-        format!(
-            "exporting to {}: {}",
-            quote(&args.out),
-            clean(&e.to_string())
-        )
-    })?;
+    let cancel = crate::term::interrupt();
+    let bar = progress_bar();
+    let progress = |p: lodcache::Progress| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        }
+    };
+    let report = pyr
+        .request()
+        .with_cancel(&cancel)
+        .with_progress(&progress)
+        .export_ctharvester(&args.out, args.levels.as_ref().map(|l| l.0.as_slice()));
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = match report {
+        Err(e) if e.kind() == lodcache::ErrorKind::Cancelled => {
+            tell!("export cancelled: {} left as it was", quote(&args.out));
+            return Err(Failure::Interrupted);
+        }
+        r => r.map_err(|e| {
+            format!(
+                "exporting to {}: {}",
+                quote(&args.out),
+                clean(&e.to_string())
+            )
+        })?,
+    };
     let took = started.elapsed();
     pyr.flush();
-    let after = Counts::of(&pyr);
     say!(
         "wrote {} files, {} bytes to {} in {:.2} s; slices generated {}, from cache {}",
         report.files,
         report.bytes,
         quote(&args.out),
         took.as_secs_f64(),
-        after.generated - before.generated,
-        after.from_cache - before.from_cache
+        report.generated,
+        report.from_cache
     );
     if crate::term::interrupted() {
         return Err(Failure::Interrupted);
@@ -98,37 +108,15 @@ pub(crate) fn run(args: ExportArgs) -> Outcome {
     Ok(())
 }
 
-/// Slices generated and slices served from the tiers, so far.
-struct Counts {
-    generated: u64,
-    from_cache: u64,
-}
-
-impl Counts {
-    fn of(pyr: &Pyramid) -> Counts {
-        let s = pyr.stats();
-        Counts {
-            generated: s.generated,
-            from_cache: s.memory.hits + s.disk.hits,
-        }
-    }
-}
-
-/// Draws a progress bar on stderr while the export runs, when stderr is a terminal: source
-/// slices read of the scan's depth (a build reads each once; an export served from the cache
-/// reads none and is quick).
-fn progress(pyr: &Pyramid, depth: u32, done: &AtomicBool) {
+/// A progress bar on stderr when it is a terminal: units of the export's work (slices read,
+/// made or written).
+fn progress_bar() -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
-        return;
+        return None;
     }
-    let bar = ProgressBar::new(u64::from(depth));
-    if let Ok(style) = ProgressStyle::with_template("[{wide_bar}] {pos}/{len} source slices read") {
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template("[{wide_bar}] {pos}/{len} slices {eta}") {
         bar.set_style(style);
     }
-    let base = pyr.stats().source_slices;
-    while !done.load(Ordering::Relaxed) {
-        bar.set_position(pyr.stats().source_slices.saturating_sub(base));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bar.finish_and_clear();
+    Some(bar)
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 /// A path in double quotes with every control character, quote and backslash escaped, and
 /// bytes that are not UTF-8 as `\xNN`, so that a file name cannot forge a line of output or a
@@ -64,22 +64,30 @@ macro_rules! tell {
 
 pub(crate) use {say, tell};
 
-/// Set by the first Ctrl-C (or SIGTERM); long subcommands stop cleanly when they see it.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by the first Ctrl-C (or SIGTERM); long subcommands hand it to the library, which stops
+/// at the next slice boundary.
+static INTERRUPT: OnceLock<lodcache::Cancel> = OnceLock::new();
+
+/// The flag that Ctrl-C sets.
+pub(crate) fn interrupt() -> lodcache::Cancel {
+    INTERRUPT.get_or_init(lodcache::Cancel::new).clone()
+}
 
 /// Whether Ctrl-C was pressed.
 pub(crate) fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::Relaxed)
+    interrupt().is_cancelled()
 }
 
 /// Installs the Ctrl-C / SIGTERM handler of the blocking subcommands: the first sets
-/// [`interrupted`], a second exits at once with status 130 (blobs are written whole, so the
+/// [`interrupt`], a second exits at once with status 130 (blobs are written whole, so the
 /// cache stays valid).
 pub(crate) fn catch_interrupt() -> Result<(), String> {
-    ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::Relaxed) {
+    let flag = interrupt();
+    ctrlc::set_handler(move || {
+        if flag.is_cancelled() {
             std::process::exit(130);
         }
+        flag.cancel();
     })
     .map_err(|e| format!("installing the Ctrl-C handler: {e}"))
 }

@@ -114,7 +114,7 @@ pub struct DiskStats {
     /// Blobs known to be on disk.
     pub blobs: u64,
     /// The byte budget.
-    pub budget: u64,
+    pub budget: super::Budget,
     /// How the folder is used.
     pub mode: DiskMode,
 }
@@ -216,7 +216,7 @@ impl std::fmt::Debug for DiskStore {
         f.debug_struct("DiskStore")
             .field("dir", &self.inner.dir)
             .field("mode", &self.inner.mode)
-            .field("budget", &self.inner.budget)
+            .field("budget", &super::Budget(self.inner.budget))
             .finish()
     }
 }
@@ -654,9 +654,9 @@ impl DiskStore {
     }
 
     /// Makes every following write fail (`true`) or succeed again (`false`), as a full or
-    /// broken disk would: for fault tests. A failed write is counted and warned about, and the
-    /// pyramid goes on serving from memory.
-    #[doc(hidden)]
+    /// broken disk would: for fault tests (feature `test-utils`). A failed write is counted and
+    /// warned about, and the pyramid goes on serving from memory.
+    #[cfg(any(test, feature = "test-utils"))]
     pub fn inject_write_errors(&self, fail: bool) {
         self.inner
             .fail_writes
@@ -771,7 +771,7 @@ impl DiskStore {
             invalidated: c.invalidated.get(),
             bytes,
             blobs,
-            budget: self.inner.budget,
+            budget: super::Budget(self.inner.budget),
             mode: self.inner.mode,
         }
     }

@@ -44,7 +44,7 @@ pub struct MemoryStats {
     /// Blobs held.
     pub entries: u64,
     /// The byte budget.
-    pub budget: u64,
+    pub budget: super::Budget,
 }
 
 #[derive(Debug, Default)]
@@ -144,7 +144,7 @@ pub struct MemoryStore {
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("budget", &self.budget)
+            .field("budget", &super::Budget(self.budget))
             .field("bytes", &self.bytes())
             .finish()
     }
@@ -283,7 +283,7 @@ impl MemoryStore {
             evictions: self.counters.evictions.get(),
             bytes,
             entries,
-            budget: self.budget,
+            budget: super::Budget(self.budget),
         }
     }
 }

@@ -16,14 +16,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use lodcache::WarmupProgress;
-use lodcache::{Axis, Error, Pyramid, Served, Slice, WarmupHandle, WarmupOptions, WarmupOutcome};
+use lodcache::{
+    Axis, Cancel, Error, ErrorKind, Pyramid, Served, Slice, WarmupHandle, WarmupOptions,
+    WarmupOutcome,
+};
 use moka::sync::Cache;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use super::guard::{Guard, check_request};
 use super::render::{self, ImageQuery, TILE};
-use super::work::{self, Ask, Cancel, CancelOnDrop, WorkError};
+use super::work::{self, Ask};
 
 const PAGE: &str = include_str!("../../assets/viewer.html");
 
@@ -219,13 +222,13 @@ impl App {
         crate::term::clean(&m)
     }
 
-    /// The library's error as a response: a caller's mistake (out of range) is 404, anything
-    /// else 500 with the paths redacted (and logged in full on stderr).
-    fn fail(&self, e: WorkError) -> Fail {
-        match e {
-            WorkError::Cancelled => Fail::new(499, "cancelled: the client left"),
-            WorkError::Library(e @ Error::InvalidArgument { .. }) => Fail::new(404, e.to_string()),
-            WorkError::Library(e) => {
+    /// The library's error as a response, by its kind: a caller's mistake (out of range) is
+    /// 404, anything else 500 with the paths redacted (and logged in full on stderr).
+    fn fail(&self, e: &Error) -> Fail {
+        match e.kind() {
+            ErrorKind::Cancelled => Fail::new(499, "cancelled: the client left"),
+            ErrorKind::Caller | ErrorKind::NotFound => Fail::new(404, e.to_string()),
+            _ => {
                 crate::term::tell!("error: {}", crate::term::clean(&e.to_string()));
                 Fail::new(500, self.redacted(&e.to_string()))
             }
@@ -243,8 +246,8 @@ impl App {
             .acquire_owned()
             .await
             .map_err(|_| Fail::new(503, "the server is stopping"))?;
-        let cancel = Cancel::default();
-        let _guard = CancelOnDrop(cancel.clone());
+        let cancel = Cancel::new();
+        let _guard = cancel.cancel_on_drop();
         let app = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -315,28 +318,23 @@ impl App {
     fn held(&self, level: u32, z: u32, ask: &Ask) -> Result<(Arc<Held>, &'static str), Fail> {
         let mut from = "memory";
         // The initialiser runs on this blocking-pool thread (never a rayon worker), and the
-        // callers that wait for it are blocking-pool threads too.
-        let held = self
-            .slices
-            .try_get_with((level, z), || {
+        // callers that wait for it are blocking-pool threads too. Waiters share its result: when
+        // it was cancelled because its own client left, a waiter whose client is still there
+        // tries again.
+        let held = loop {
+            let got = self.slices.try_get_with((level, z), || {
                 let (slice, served) = work::slice(&self.pyr, level, z, ask)?;
                 from = served.name();
                 let hash = xxhash_rust::xxh3::xxh3_64(slice.pixels().as_bytes());
-                Ok::<_, WorkError>(Arc::new(Held { slice, hash }))
-            })
-            .map_err(|e| match Arc::try_unwrap(e) {
-                Ok(e) => self.fail(e),
-                Err(shared) => self.fail_shared(&shared),
-            })?;
+                Ok::<_, Error>(Arc::new(Held { slice, hash }))
+            });
+            match got {
+                Ok(held) => break held,
+                Err(e) if e.kind() == ErrorKind::Cancelled && !ask.cancel.is_cancelled() => {}
+                Err(e) => return Err(self.fail(&e)),
+            }
+        };
         Ok((held, from))
-    }
-
-    fn fail_shared(&self, e: &WorkError) -> Fail {
-        match e {
-            WorkError::Cancelled => Fail::new(499, "cancelled: the client left"),
-            WorkError::Library(e @ Error::InvalidArgument { .. }) => Fail::new(404, e.to_string()),
-            WorkError::Library(e) => Fail::new(500, self.redacted(&e.to_string())),
-        }
     }
 
     fn levels_json(&self) -> Value {
@@ -372,7 +370,7 @@ impl App {
             .collect();
         json!({
             "memory": {"hits": s.memory.hits, "misses": s.memory.misses,
-                       "bytes": s.memory.bytes, "budget": s.memory.budget},
+                       "bytes": s.memory.bytes, "budget": s.memory.budget.bytes()},
             "disk": {"hits": s.disk.hits, "misses": s.disk.misses, "bytes": s.disk.bytes,
                      "corrupt": s.disk.corrupt},
             "generated": s.generated,
@@ -740,7 +738,7 @@ async fn section_handler(
             };
             let section = work::section(&app.pyr, level, axis, index, &ask, &progress);
             lock(&app.building).remove(&level);
-            let section = section.map_err(|e| app.fail(e))?;
+            let section = section.map_err(|e| app.fail(&e))?;
             let from = if level == 0 {
                 Served::Source.name()
             } else if stored {
@@ -789,7 +787,7 @@ async fn histogram_handler(State(app): Shared) -> Result<Response, Fail> {
                 cancel: cancel.clone(),
                 preview: true,
             };
-            let volume = work::volume(&app.pyr, top, &ask).map_err(|e| app.fail(e))?;
+            let volume = work::volume(&app.pyr, top, &ask).map_err(|e| app.fail(&e))?;
             let mut h = render::histogram(volume.pixels());
             h["level"] = json!(top);
             Ok(app.histogram.get_or_init(|| h).clone())
