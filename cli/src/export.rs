@@ -16,7 +16,7 @@ use crate::{Failure, Outcome};
 /// Output layouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
-    /// OUT/<level>/<i:06>.tif, level from 1, uncompressed grayscale TIFF
+    /// OUT/LEVEL/NNNNNN.tif (LEVEL from 1, NNNNNN the slice from 0), uncompressed gray TIFF
     Ctharvester,
 }
 

@@ -36,7 +36,7 @@ struct Cli {
 enum Command {
     /// Serves a scan to a web page and an HTTP API (the built-in sample when no SCAN)
     Serve(server::ServeArgs),
-    /// Writes a scan's pyramid in CTHarvester's layout, OUT/<level>/<i:06>.tif
+    /// Writes a scan's pyramid in CTHarvester's layout, OUT/LEVEL/NNNNNN.tif
     Export(export::ExportArgs),
     /// Builds a scan's cache folder ahead of use, most requested levels first
     Warm(warm::WarmArgs),
