@@ -40,6 +40,15 @@ pub(crate) struct TableArgs {
     runs: u32,
 }
 
+/// The request mixes of `lodcache bench load`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mix {
+    /// 40% whole slices, 40% random tiles, 20% four hot tiles
+    Mixed,
+    /// Whole slices of every level, uniformly
+    Slices,
+}
+
 /// Options of `lodcache bench load`.
 #[derive(Debug, Args)]
 pub(crate) struct LoadArgs {
@@ -58,6 +67,13 @@ pub(crate) struct LoadArgs {
     /// Requests of the one-client repeated-tile run
     #[arg(long, default_value_t = 500)]
     repeats: u32,
+    /// What the clients ask for: `mixed` (40% whole slices, 40% random tiles, 20% four hot
+    /// tiles) or `slices` (whole slices of every level, uniformly: the old viewer's load)
+    #[arg(long, value_enum, default_value_t = Mix::Mixed)]
+    mix: Mix,
+    /// Bytes of encoded responses the in-process server keeps (0: none, every image encoded)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128M")]
+    response_cache: u64,
     #[command(flatten)]
     pyramid: PyramidOpts,
 }
@@ -416,8 +432,8 @@ fn next(x: &mut u32) -> u32 {
 
 /// The path a client asks for next: 40% whole slices of a random level, 40% random tiles,
 /// 20% one of four hot tiles (memory hits: the response cache).
-fn pick(levels: &[Level], x: &mut u32) -> String {
-    let r = next(x) % 10;
+fn pick(levels: &[Level], x: &mut u32, mix: Mix) -> String {
+    let r = if mix == Mix::Slices { 0 } else { next(x) % 10 };
     let (level, w, h, d) = levels[(next(x) as usize) % levels.len()];
     let z = next(x) % d;
     if r < 4 {
@@ -457,7 +473,7 @@ fn load(args: LoadArgs) -> Outcome {
                 0,
                 &[],
                 crate::server::Limits {
-                    response_cache: 128 << 20,
+                    response_cache: args.response_cache,
                     slice_cache: 256 << 20,
                     blocking: 32,
                     heavy: 2,
@@ -510,14 +526,14 @@ async fn drive(host: &str, args: &LoadArgs) -> Result<(), String> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (levels, host) = (levels.clone(), host.to_string());
+        let (levels, host, mix) = (levels.clone(), host.to_string(), args.mix);
         tasks.push(tokio::spawn(async move {
             let mut timings = Timings::new();
             let mut errors = 0u64;
             let mut x = 0x9e37_79b9u32 ^ (c + 1).wrapping_mul(0x85eb_ca6b);
             let mut client = None;
             while Instant::now() < until {
-                let path = pick(&levels, &mut x);
+                let path = pick(&levels, &mut x, mix);
                 if client.is_none() {
                     client = Client::connect(&host).await.ok();
                 }
@@ -528,7 +544,20 @@ async fn drive(host: &str, args: &LoadArgs) -> Result<(), String> {
                 };
                 let t = Instant::now();
                 match cl.get(&path).await {
-                    Ok((200, label, _)) => timings.entry(label).or_default().push(t.elapsed()),
+                    Ok((200, label, _)) => {
+                        // By source and level: a memory hit of a level-0 slice (kept decoded by
+                        // the server) still costs encoding four times the pixels of level 1.
+                        let level = path.split('/').nth(3).unwrap_or("?");
+                        let kind = if path.contains("/tile/") {
+                            "tile"
+                        } else {
+                            "slice"
+                        };
+                        timings
+                            .entry(format!("{label}, level {level} {kind}s"))
+                            .or_default()
+                            .push(t.elapsed());
+                    }
                     Ok(_) => errors += 1,
                     Err(_) => {
                         errors += 1;
@@ -551,8 +580,9 @@ async fn drive(host: &str, args: &LoadArgs) -> Result<(), String> {
     let elapsed = started.elapsed().as_secs_f64();
     let total: usize = all.values().map(Vec::len).sum();
     say!(
-        "load on {host}: {} clients, {elapsed:.0} s: {total} requests, {:.0} requests/s, {errors} \
-         errors; machine: {}, {} cores",
+        "load on {host} ({:?} mix): {} clients, {elapsed:.0} s: {total} requests, {:.0} \
+         requests/s, {errors} errors; machine: {}, {} cores",
+        args.mix,
         args.clients,
         total as f64 / elapsed,
         cpu(),
@@ -572,6 +602,8 @@ async fn drive(host: &str, args: &LoadArgs) -> Result<(), String> {
     // One client, one tile again and again: the response cache.
     let (top, ..) = levels[levels.len() - 1];
     let path = format!("/api/tile/{top}/0/0/0.png");
+    // A new connection: the first may have been closed as idle meanwhile.
+    let mut probe = Client::connect(host).await?;
     probe.get(&path).await?;
     let mut times = Vec::new();
     let mut sources = BTreeMap::<String, u32>::new();

@@ -396,3 +396,63 @@ fn phantom_writes_a_scan() {
     assert_eq!(info["sample_type"], "u8");
     assert_eq!(info["depth"], 5);
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_an_export_with_130_and_leaves_out_as_it_was() {
+    // The built-in sample (1024 x 1024 x 128): its export takes long enough to be interrupted
+    // once its staging folder shows it has started. A run can still finish before the signal
+    // lands on a fast machine; then try again.
+    let scan = lodcache::sample_stack().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for attempt in 0..5 {
+        let out = tmp.path().join(format!("out{attempt}"));
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("keep.txt"), "mine").unwrap();
+        let child = Command::new(bin())
+            .args(["export", arg(&scan), arg(&out), "--no-cache"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let staging = || {
+            std::fs::read_dir(&out).is_ok_and(|d| {
+                d.flatten().any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(".lodcache-export")
+                })
+            })
+        };
+        while !staging() && started.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let result = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        if result.status.success() {
+            continue; // finished before the signal
+        }
+        assert_eq!(result.status.code(), Some(130), "{stderr}");
+        assert!(
+            stderr.contains("cancelled") && stderr.contains("interrupted"),
+            "{stderr}"
+        );
+        // OUT as it was: no level folder, our file kept (the staging folder goes with the
+        // next export, or is removed when the library sweeps it).
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with(".lodcache-export"))
+            .collect();
+        assert_eq!(names, ["keep.txt"], "{stderr}");
+        return;
+    }
+    panic!("every export finished before Ctrl-C reached it");
+}

@@ -125,6 +125,8 @@ pub(crate) struct App {
     /// Strings replaced in error messages sent to clients (the scan and cache paths).
     redact: Vec<(String, &'static str)>,
     histogram: OnceLock<Value>,
+    /// Lookup tables of the recent contrast windows.
+    luts: render::Luts,
     /// Heavy builds in progress: level -> (slices done, total).
     building: Mutex<BTreeMap<u32, (u64, u64)>>,
 }
@@ -208,6 +210,7 @@ impl App {
             builds: Mutex::new(BTreeMap::new()),
             redact,
             histogram: OnceLock::new(),
+            luts: render::Luts::default(),
             building: Mutex::new(BTreeMap::new()),
             pyr,
         })
@@ -651,7 +654,7 @@ async fn image(
             let etag = format!("\"{:016x}\"", h.digest());
             let part = render::crop(&held.slice, rect.0, rect.1, rect.2, rect.3)?;
             let (body, content_type) = if png {
-                (render::png(&part, q.window)?, "image/png")
+                (render::png(&part, q.window, &app.luts)?, "image/png")
             } else {
                 (render::raw(&part), "application/octet-stream")
             };
@@ -746,7 +749,7 @@ async fn section_handler(
             } else {
                 Served::Generated.name()
             };
-            Ok((render::png(&section, q.window)?, from))
+            Ok((render::png(&section, q.window, &app.luts)?, from))
         })
         .await?;
     let encoded = Encoded {

@@ -111,10 +111,17 @@ fn each_value(pixels: &Pixels, mut f: impl FnMut(f64)) {
     }
 }
 
-/// The `w` x `h` rectangle at (`x`, `y`) of `slice` (inside it: the caller checked).
-pub(crate) fn crop(slice: &Slice, x: u32, y: u32, w: u32, h: u32) -> Result<Slice, Fail> {
+/// The `w` x `h` rectangle at (`x`, `y`) of `slice` (inside it: the caller checked); the
+/// slice itself, not a copy, when that is the whole of it.
+pub(crate) fn crop(
+    slice: &Slice,
+    x: u32,
+    y: u32,
+    w: u32,
+    h: u32,
+) -> Result<std::borrow::Cow<'_, Slice>, Fail> {
     if x == 0 && y == 0 && w == slice.width() && h == slice.height() {
-        return Ok(slice.clone());
+        return Ok(std::borrow::Cow::Borrowed(slice));
     }
     let sw = slice.width() as usize;
     let rows = |x0: usize, f: &mut dyn FnMut(usize)| {
@@ -141,23 +148,63 @@ pub(crate) fn crop(slice: &Slice, x: u32, y: u32, w: u32, h: u32) -> Result<Slic
         }
         _ => return Err(Fail::new(500, "unknown sample type")),
     };
-    Slice::new(w, h, pixels).map_err(|e| Fail::new(500, e.to_string()))
+    Slice::new(w, h, pixels)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| Fail::new(500, e.to_string()))
+}
+
+/// Lookup tables of 16-bit samples to 8-bit gray, for the most recent windows (building one
+/// costs as much as mapping a 256 x 256 image, and nearly every request uses the same window).
+#[derive(Debug, Default)]
+pub(crate) struct Luts(std::sync::Mutex<Vec<(WindowBits, std::sync::Arc<[u8]>)>>);
+
+/// A window's bounds as bits (a key).
+type WindowBits = (u64, u64);
+
+/// Windows whose tables are kept.
+const LUTS: usize = 8;
+
+impl Luts {
+    /// The table of every 16-bit value for `window`, built once.
+    fn u16_table(&self, window: (f64, f64)) -> std::sync::Arc<[u8]> {
+        let key = (window.0.to_bits(), window.1.to_bits());
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(i) = kept.iter().position(|(k, _)| *k == key) {
+            let entry = kept.remove(i);
+            let table = std::sync::Arc::clone(&entry.1);
+            kept.push(entry);
+            return table;
+        }
+        let map = mapping(window);
+        let table: std::sync::Arc<[u8]> = (0..65536).map(|v| map(f64::from(v))).collect();
+        if kept.len() == LUTS {
+            kept.remove(0);
+        }
+        kept.push((key, std::sync::Arc::clone(&table)));
+        table
+    }
+}
+
+/// Sample to gray for `window`: `min` to 0, `max` to 255, rounded half up, clamped.
+fn mapping((lo, hi): (f64, f64)) -> impl Fn(f64) -> u8 {
+    let scale = 255.0 / (hi - lo);
+    // Round half up by adding 0.5 before truncating (f64::round costs more than the rest).
+    move |v: f64| ((v - lo) * scale + 0.5).clamp(0.0, 255.0) as u8
 }
 
 /// The slice windowed to 8-bit gray and encoded as PNG.
-pub(crate) fn png(slice: &Slice, (lo, hi): (f64, f64)) -> Result<Vec<u8>, Fail> {
-    let scale = 255.0 / (hi - lo);
-    // Round half up by adding 0.5 before truncating (f64::round costs more than the rest).
-    let map = |v: f64| ((v - lo) * scale + 0.5).clamp(0.0, 255.0) as u8;
-    // Integer samples go through a lookup table of every possible value.
-    let table = |n: usize| (0..n).map(|v| map(v as f64)).collect::<Vec<u8>>();
+pub(crate) fn png(slice: &Slice, window: (f64, f64), luts: &Luts) -> Result<Vec<u8>, Fail> {
+    let map = mapping(window);
     let gray: Vec<u8> = match slice.pixels() {
         Pixels::U8(v) => {
-            let lut = table(256);
+            let lut: Vec<u8> = (0..256).map(|x| map(f64::from(x))).collect();
             v.iter().map(|&x| lut[usize::from(x)]).collect()
         }
         Pixels::U16(v) => {
-            let lut = table(65536);
+            let lut = luts.u16_table(window);
             v.iter().map(|&x| lut[usize::from(x)]).collect()
         }
         Pixels::F32(v) => v.iter().map(|&x| map(f64::from(x))).collect(),
@@ -177,6 +224,10 @@ pub(crate) fn png(slice: &Slice, (lo, hi): (f64, f64)) -> Result<Vec<u8>, Fail> 
 
 /// The samples as little-endian bytes.
 pub(crate) fn raw(slice: &Slice) -> Vec<u8> {
+    if cfg!(target_endian = "little") {
+        // Native order is little-endian already.
+        return slice.pixels().as_bytes().to_vec();
+    }
     match slice.pixels() {
         Pixels::U16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         Pixels::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
