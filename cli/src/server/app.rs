@@ -426,7 +426,7 @@ impl App {
         json!({
             "level": p.level, "done": p.done, "total": p.total, "bytes": p.bytes,
             "rate": p.rate, "eta_s": p.eta.map(|d| d.as_secs_f64()),
-            "finished": p.finished, "outcome": outcome,
+            "finished": p.finished, "outcome": self.redacted(&outcome),
         })
     }
 
