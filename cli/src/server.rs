@@ -168,31 +168,58 @@ async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener, String> 
     })
 }
 
-/// Waits for Ctrl-C or SIGTERM; returns the exit status a clean stop then has (130 or 143).
-fn wait_for_signal() -> Result<u8, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the signal runtime: {e}"))?;
-    rt.block_on(async {
+/// Ctrl-C and SIGTERM, caught from the moment this is made (before the URL is printed, so that
+/// a signal sent as soon as the server is up still stops it cleanly).
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn catch() -> Result<Signals, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the signal runtime: {e}"))?;
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate())
+            let _inside = runtime.enter();
+            let interrupt = signal(SignalKind::interrupt())
+                .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
+            let terminate = signal(SignalKind::terminate())
                 .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r.map(|()| 130).map_err(|e| e.to_string()),
-                _ = term.recv() => Ok(143),
-            }
+            drop(_inside);
+            Ok(Signals {
+                runtime,
+                interrupt,
+                terminate,
+            })
         }
         #[cfg(not(unix))]
-        {
-            tokio::signal::ctrl_c()
-                .await
-                .map(|()| 130)
-                .map_err(|e| e.to_string())
-        }
-    })
+        Ok(Signals { runtime })
+    }
+
+    /// Waits for one; returns the exit status a clean stop then has (130 or 143).
+    fn wait(mut self) -> u8 {
+        self.runtime.block_on(async {
+            #[cfg(unix)]
+            {
+                tokio::select! {
+                    _ = self.interrupt.recv() => 130,
+                    _ = self.terminate.recv() => 143,
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+                130
+            }
+        })
+    }
 }
 
 pub(crate) fn run(args: ServeArgs) -> Outcome {
@@ -206,6 +233,7 @@ pub(crate) fn run(args: ServeArgs) -> Outcome {
         heavy: args.max_heavy.map_or_else(default_heavy, |n| n as usize),
     };
     let levels = pyr.levels().len();
+    let signals = Signals::catch()?;
     let running = start(
         pyr,
         &args.host,
@@ -231,10 +259,10 @@ pub(crate) fn run(args: ServeArgs) -> Outcome {
         quote(&scan),
         levels
     );
-    let code = wait_for_signal();
+    let code = signals.wait();
     tell!("stopping: finishing the requests in progress...");
     running.stop();
-    match code? {
+    match code {
         130 => Err(Failure::Interrupted),
         _ => Err(Failure::Terminated),
     }
