@@ -191,17 +191,23 @@ pub(crate) fn run(args: WarmArgs) -> Outcome {
     for w in pyr.warnings() {
         tell!("warning: {}", clean(&w));
     }
+    // A run cancelled in the middle of a slice may report the cancellation as its error.
+    let cancelled = match &outcome {
+        WarmupOutcome::Cancelled(_) => true,
+        WarmupOutcome::Failed { error, .. } => error.kind() == lodcache::ErrorKind::Cancelled,
+        _ => false,
+    };
+    if cancelled {
+        say!(
+            "outcome: cancelled; the cache is valid (blobs are written whole) and the next run \
+             resumes from it"
+        );
+        return Err(Failure::Interrupted);
+    }
     match &outcome {
         WarmupOutcome::Completed(_) => say!("outcome: completed"),
         WarmupOutcome::BudgetReached(_) => {
             say!("outcome: budget reached; run again to carry on");
-        }
-        WarmupOutcome::Cancelled(_) => {
-            say!(
-                "outcome: cancelled; the cache is valid (blobs are written whole) and the next \
-                 run resumes from it"
-            );
-            return Err(Failure::Interrupted);
         }
         WarmupOutcome::Failed { error, .. } => {
             say!("outcome: failed");

@@ -479,6 +479,10 @@ fn settle(slot: &mut Warmup) {
             WarmupOutcome::Completed(_) => "completed".to_string(),
             WarmupOutcome::Cancelled(_) => "cancelled".to_string(),
             WarmupOutcome::BudgetReached(_) => "budget reached".to_string(),
+            // A run cancelled in the middle of a slice may report the cancellation as its error.
+            WarmupOutcome::Failed { error, .. } if error.kind() == ErrorKind::Cancelled => {
+                "cancelled".to_string()
+            }
             WarmupOutcome::Failed { error, .. } => format!("failed: {error}"),
             _ => "ended".to_string(),
         };
