@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lodcache::codec::{FilterChoice, decode_into, encode, verify};
+use lodcache::codec::{BlobId, FilterChoice, decode_into, encode, verify};
 use lodcache::kernel::reduce_2x2x2;
 use lodcache::store::{Blob, DiskOptions, DiskStore, Manifest, MemoryStore};
 use lodcache::{LevelInfo, LevelRule, Phantom, Pixels, Slice, SliceKey, Stack};
@@ -23,6 +23,7 @@ const SAMPLES: usize = 2000;
 
 /// Both tiers holding the blob of [`KEY`], over a phantom stack in a temporary folder.
 struct Fixture {
+    id: BlobId,
     _tmp: tempfile::TempDir,
     level: LevelInfo,
     slice: Slice,
@@ -50,18 +51,17 @@ impl Fixture {
         reduce_2x2x2(&samples(&a), Some(&samples(&b)), n, n, &mut dst);
         let slice = Slice::new(level.width, level.height, Pixels::U16(dst)).expect("slice");
 
-        let blob: Blob = encode(&slice, KEY, FilterChoice::Auto);
+        let manifest = Manifest::of(&stack).expect("manifest");
+        let disk = DiskStore::open(&DiskOptions::new(tmp.path().join("cache")), &manifest);
+        let id = disk.fingerprint().id(KEY).expect("a level-1 slice");
+        assert_eq!(id.level, level);
+        let blob: Blob = encode(&slice, KEY, id.origin, FilterChoice::Auto);
         let memory = MemoryStore::new(64 << 20);
         memory.insert(KEY, Arc::clone(&blob));
-        let manifest = Manifest::of(&stack, &rule).expect("manifest");
-        let disk = DiskStore::open(
-            &DiskOptions::new(tmp.path().join("cache")),
-            &manifest,
-            &levels,
-        );
         disk.put(KEY, &blob).expect("blob written");
         Fixture {
             _tmp: tmp,
+            id,
             level,
             slice,
             blob,
@@ -76,16 +76,16 @@ impl Fixture {
 
     fn memory_hit(&self, out: &mut Slice) {
         let blob = self.memory.get(KEY).expect("memory hit");
-        decode_into(&blob, &self.level, KEY.z, out).expect("blob decodes");
+        decode_into(&blob, &self.id, out).expect("blob decodes");
     }
 
     fn disk_hit(&self, out: &mut Slice) {
         let blob = self.disk.get(KEY).expect("disk hit");
-        decode_into(&blob, &self.level, KEY.z, out).expect("blob decodes");
+        decode_into(&blob, &self.id, out).expect("blob decodes");
     }
 
     fn decode(&self, out: &mut Slice) {
-        decode_into(black_box(&self.blob), &self.level, KEY.z, out).expect("blob decodes");
+        decode_into(black_box(&self.blob), &self.id, out).expect("blob decodes");
     }
 
     fn put(&self) {
@@ -136,7 +136,7 @@ fn verdict(ok: bool) -> &'static str {
 fn percentiles(_: &mut Criterion) {
     let f = Fixture::new();
     let mut out = Slice::zeroed(f.level.width, f.level.height, f.level.sample_type);
-    let header = verify(&f.blob, &f.level, KEY.z).expect("blob verifies");
+    let header = verify(&f.blob, &f.id).expect("blob verifies");
     println!();
     println!(
         "512 x 512 u16 level-1 slice: {} raw bytes, blob {} bytes ({:?} + {:?}, blob/raw {:.3})",
@@ -152,7 +152,7 @@ fn percentiles(_: &mut Criterion) {
         "case", "p50 ms", "p99 ms", "max ms"
     );
     let verify_only = || {
-        verify(black_box(&f.blob), &f.level, KEY.z).expect("blob verifies");
+        verify(black_box(&f.blob), &f.id).expect("blob verifies");
     };
     let cases: [(&str, Vec<Duration>, Option<f64>); 5] = [
         ("decode_only", timings(|| f.decode(&mut out)), None),

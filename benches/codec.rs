@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lodcache::codec::{FilterChoice, decode_into, encode, verify};
+use lodcache::codec::{BlobId, FilterChoice, Origin, decode_into, encode, verify};
 use lodcache::kernel::reduce_slices;
 use lodcache::{LevelInfo, Phantom, Slice, SliceKey, Stack};
 
@@ -119,8 +119,8 @@ fn print_ratios(inputs: &[Input]) {
     for input in inputs {
         let raw = input.raw_bytes();
         for &(name, choice) in input.filters() {
-            let blob = encode(&input.slice, KEY, choice);
-            let header = match verify(&blob, &input.level(), KEY.z) {
+            let blob = encode(&input.slice, KEY, Origin::default(), choice);
+            let header = match verify(&blob, &BlobId::new(input.level(), KEY.z)) {
                 Ok(h) => h,
                 Err(e) => {
                     println!("{:<44} {name:>8} blob refused: {e}", input.name);
@@ -151,7 +151,7 @@ fn codec(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(input.raw_bytes()));
         for &(name, choice) in input.filters() {
             g.bench_with_input(BenchmarkId::new(name, &input.name), input, |b, input| {
-                b.iter(|| encode(black_box(&input.slice), KEY, choice))
+                b.iter(|| encode(black_box(&input.slice), KEY, Origin::default(), choice))
             });
         }
     }
@@ -167,11 +167,11 @@ fn codec(c: &mut Criterion) {
             if input.all_filters && choice == FilterChoice::Auto {
                 continue;
             }
-            let blob = encode(&input.slice, KEY, choice);
+            let blob = encode(&input.slice, KEY, Origin::default(), choice);
             let mut out = Slice::zeroed(level.width, level.height, level.sample_type);
             g.bench_with_input(BenchmarkId::new(name, &input.name), &blob, |b, blob| {
                 b.iter(|| {
-                    decode_into(black_box(blob), &level, KEY.z, &mut out)
+                    decode_into(black_box(blob), &BlobId::new(level, KEY.z), &mut out)
                         .expect("a freshly encoded blob decodes")
                 })
             });

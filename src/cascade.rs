@@ -1,11 +1,13 @@
-//! The streaming builder: every level of a stack in one pass over the source slices.
+//! The builders: level 1 straight from pairs of source files ([`PairReducer`]), and every
+//! level of a stack in one pass over the source slices ([`stream_levels`]).
 //!
 //! Level 1 is made on reading threads (plain threads, not the rayon pool), a bounded read-ahead
 //! ahead of the rest: each reads a pair of source files and reduces it
-//! ([`crate::StackReader::reduce_pair`]: band by band for plain TIFFs, whole slices otherwise),
-//! pairs in z order split among the threads. Each level above keeps at most one pending slice
-//! waiting for its pair; a completed pair is reduced (in parallel, on the rayon pool) into the
-//! next level, which may complete a pair there, and so on. At the end each level's lone pending
+//! ([`PairReducer::reduce_pair`]: band by band for plain TIFFs, whole slices otherwise), pairs
+//! in z order split among the threads. Each level above keeps at most one pending slice
+//! waiting for its pair; a completed pair is reduced (on the consumer thread, by the
+//! sequential kernel: a level above 1 is an eighth of the work of the one below) into the next
+//! level, which may complete a pair there, and so on. At the end each level's lone pending
 //! slice becomes its level's last slice (the 2x2 mean), from the bottom up. Every source byte is
 //! read once, and memory stays O(levels x slice size) whatever the depth: buffers are recycled,
 //! never reallocated per slice. A sink that keeps slices (the pyramid keeps every one it has to
@@ -21,7 +23,128 @@ use crate::error::{Error, Result};
 use crate::geometry::{LevelInfo, LevelRule};
 use crate::kernel::reduce_slices_here;
 use crate::slice::Slice;
-use crate::source::Stack;
+use crate::source::{BAND_BYTES, Band, Stack, StackReader};
+
+/// Makes level-1 slices straight from pairs of source files, reusing its buffers: one per
+/// thread.
+///
+/// Uncompressed gray TIFFs in strips (what CT reconstruction software writes) are not decoded
+/// whole: both files of a pair are read a band of rows at a time (64 KiB each, into aligned
+/// buffers) and reduced while the band is in cache. Any other file is decoded whole first. The
+/// result is the same byte for byte.
+#[derive(Debug)]
+pub struct PairReducer<'a> {
+    reader: StackReader<'a>,
+    /// Whether to try reading pairs by rows: the stack is TIFF, and no file so far had to be
+    /// decoded whole.
+    by_rows: bool,
+    bands: [Band; 2],
+    /// Whole decoded slices, for pairs that cannot be read by rows.
+    whole: [Slice; 2],
+}
+
+impl<'a> PairReducer<'a> {
+    /// A reducer of `stack`'s pairs.
+    pub fn new(stack: &'a Stack) -> PairReducer<'a> {
+        let ext = stack.extension().to_ascii_lowercase();
+        let ty = stack.info().sample_type;
+        PairReducer {
+            reader: stack.reader(),
+            by_rows: ext == "tif" || ext == "tiff",
+            bands: [Band::default(), Band::default()],
+            whole: [Slice::zeroed(0, 0, ty), Slice::zeroed(0, 0, ty)],
+        }
+    }
+
+    /// Makes slice `z` of level 1 into `out` (reusing its allocation): the 2x2x2 reduction of
+    /// source slices `2z` and `2z + 1`, or of `2z` alone when it is the last (see
+    /// [`crate::kernel`]), on this thread.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for `z` out of range; the decoding errors of either file.
+    pub fn reduce_pair(&mut self, z: u32, out: &mut Slice) -> Result<()> {
+        let depth = self.reader.stack().depth();
+        let first = z.checked_mul(2).filter(|&f| f < depth).ok_or_else(|| {
+            Error::invalid(
+                "level-1 slice",
+                format!("{z} is outside 0..{}", depth.div_ceil(2)),
+            )
+        })?;
+        let second = (first + 1 < depth).then_some(first + 1);
+        if self.by_rows && self.reduce_by_rows(first, second, out)? {
+            return Ok(());
+        }
+        let [a, b] = &mut self.whole;
+        self.reader.read_into(first, a)?;
+        if let Some(second) = second {
+            self.reader.read_into(second, b)?;
+        }
+        reduce_slices_here(a, second.map(|_| &*b), out)
+    }
+
+    /// [`PairReducer::reduce_pair`] by bands of rows; `false` (nothing done) when a file is
+    /// not plain enough for it.
+    fn reduce_by_rows(&mut self, first: u32, second: Option<u32>, out: &mut Slice) -> Result<bool> {
+        let info = self.reader.stack().info();
+        let Some(mut a) = self.reader.rows(first)? else {
+            self.by_rows = false;
+            return Ok(false);
+        };
+        let mut b = match second {
+            Some(s) => match self.reader.rows(s)? {
+                Some(rows) => Some(rows),
+                None => {
+                    self.by_rows = false;
+                    return Ok(false);
+                }
+            },
+            None => None,
+        };
+        let (width, height) = (info.width as usize, info.height as usize);
+        out.reshape(info.width / 2, info.height / 2, info.sample_type);
+        let row_bytes = width * info.sample_type.bytes();
+        let band = (BAND_BYTES / row_bytes.max(1)).max(2) & !1;
+        let out_row = width / 2;
+        let in_rows = height / 2 * 2;
+        let [band_a, band_b] = &mut self.bands;
+        let mut y = 0;
+        while y < in_rows && out_row > 0 {
+            let n = band.min(in_rows - y);
+            let bytes_a = band_a.bytes(n * row_bytes);
+            a.read(y as u32, n as u32, bytes_a)?;
+            let bytes_b = match &mut b {
+                Some(b) => {
+                    let bytes = band_b.bytes(n * row_bytes);
+                    b.read(y as u32, n as u32, bytes)?;
+                    Some(&*bytes)
+                }
+                None => None,
+            };
+            let rows_out = y / 2 * out_row..(y + n) / 2 * out_row;
+            crate::kernel::reduce_bytes(bytes_a, bytes_b, width, n, out, rows_out);
+            y += n;
+        }
+        self.reader.count_read(a.file_len());
+        if let Some(b) = &b {
+            self.reader.count_read(b.file_len());
+        }
+        Ok(true)
+    }
+
+    /// Decodes source slice `z` whole into `out`, with this reducer's reader (see
+    /// [`StackReader::read_into`]).
+    ///
+    /// # Errors
+    /// As [`StackReader::read_into`].
+    pub fn read_into(&mut self, z: u32, out: &mut Slice) -> Result<()> {
+        self.reader.read_into(z, out)
+    }
+
+    /// Bytes of source files read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.reader.bytes_read()
+    }
+}
 
 /// Settings of a streaming build.
 #[derive(Debug, Clone)]
@@ -255,7 +378,7 @@ pub(crate) fn stream_shared(
             let stop = &stop;
             let ty = stack.info().sample_type;
             handles.push(scope.spawn(move || {
-                let mut reader = stack.reader();
+                let mut reader = PairReducer::new(stack);
                 let mut allocated = 0;
                 for z in (t as u32..pairs).step_by(threads) {
                     if stop.load(Ordering::Relaxed) {

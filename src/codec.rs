@@ -1,7 +1,7 @@
 //! The blob format: one slice of one level, LZ4-compressed behind a self-checking header.
 //!
 //! # Layout
-//! All numbers little-endian; a blob is a 52-byte header followed by the payload.
+//! All numbers little-endian; a blob is a 68-byte header followed by the payload.
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
@@ -17,7 +17,14 @@
 //! | 24 | 4 | height |
 //! | 28 | 8 | raw length in bytes (width x height x sample bytes) |
 //! | 36 | 8 | payload length in bytes |
-//! | 44 | 8 | checksum: XXH3-64 of the payload, used as the seed of XXH3-64 over bytes 0..44 |
+//! | 44 | 8 | stack: identity of the stack ([`Origin::stack`]) |
+//! | 52 | 8 | sources: fingerprint of exactly the source slices the slice is made from ([`Origin::sources`]) |
+//! | 60 | 8 | checksum: XXH3-64 of the payload, used as the seed of XXH3-64 over bytes 0..60 |
+//!
+//! The **origin** fields (stack and sources) tie a blob to what it was made from: a reader
+//! expects the fingerprint of the sources as they are now, so a blob made from an older version
+//! of a source slice, or from another stack's slices, is refused like a damaged one
+//! ([`BlobError::Origin`]) even when its checksum is right.
 //!
 //! The **byte-shuffle** filter stores the most significant byte of every sample first, then the
 //! next, down to the least significant (for 16-bit samples: all high bytes, then all low bytes).
@@ -37,8 +44,8 @@
 //!
 //! # Checking
 //! [`decode`] checks the magic first, then the version, then every field against the level and
-//! slice the caller expects, then the lengths and the checksum, and only then decompresses into a
-//! buffer sized from the *expected* dimensions. Any failure is a [`BlobError`]; a damaged blob
+//! slice the caller expects ([`BlobId`]), then the lengths, the checksum and the origin, and only
+//! then decompresses into a buffer sized from the *expected* dimensions. Any failure is a [`BlobError`]; a damaged blob
 //! never panics and never decodes to a wrong slice.
 //!
 //! Samples are stored little-endian; lodcache targets little-endian machines (x86-64, AArch64).
@@ -59,19 +66,66 @@ use crate::slice::{SampleType, Slice};
 pub type Blob = Arc<[u8]>;
 
 /// Version of the blob layout. A cache written with another version is discarded on open.
-/// Version 2 cut byte planes into chunks.
-pub const FORMAT_VERSION: u16 = 2;
+/// Version 2 cut byte planes into chunks; version 3 added the origin (stack and sources).
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Bytes of one plane per chunk of a [`Compression::Planes`] payload. Independent LZ4 blocks of
 /// this size compress within 1% of whole planes on CT slices.
 pub const PLANE_CHUNK: usize = 64 << 10;
 
 /// Bytes before the payload.
-pub const HEADER_LEN: usize = 52;
+pub const HEADER_LEN: usize = 68;
 
 const MAGIC: [u8; 4] = *b"LODb";
 /// Bytes covered by the checksum's header part.
-const CHECKED_HEADER: usize = 44;
+const CHECKED_HEADER: usize = 60;
+
+/// What a blob's samples were made from: the stack, and exactly the source slices the slice
+/// depends on (for slice `z` of level `n`, source slices `[z * 2^n, (z + 1) * 2^n)`). Both are
+/// fingerprints computed by the caller (the pyramid uses hashes of the sources' names, sizes,
+/// modification times and, optionally, contents: see `Manifest`); the codec only stores and
+/// compares them. `Origin::default()` (both 0) is for callers that track origin themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Origin {
+    /// The stack's identity: what every slice of it shares (size, sample type, naming).
+    pub stack: u64,
+    /// The fingerprint of exactly the source slices this slice is made from.
+    pub sources: u64,
+}
+
+/// The slice a caller expects a blob to hold: its level, its index and its origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlobId {
+    /// The level (size and sample type included).
+    pub level: LevelInfo,
+    /// The slice index within the level.
+    pub z: u32,
+    /// What it must have been made from.
+    pub origin: Origin,
+}
+
+impl BlobId {
+    /// Slice `z` of `level`, with the default origin.
+    pub fn new(level: LevelInfo, z: u32) -> BlobId {
+        BlobId {
+            level,
+            z,
+            origin: Origin::default(),
+        }
+    }
+
+    /// The same slice made from `origin`.
+    #[must_use]
+    pub fn with_origin(mut self, origin: Origin) -> BlobId {
+        self.origin = origin;
+        self
+    }
+
+    /// The slice's key.
+    pub fn key(&self) -> SliceKey {
+        SliceKey::new(self.level.level, self.z)
+    }
+}
 /// Samples of the slice compressed both ways to choose the filter: this many windows ...
 const PROBE_WINDOWS: usize = 3;
 /// ... of this many bytes each.
@@ -222,6 +276,17 @@ pub enum BlobError {
         /// Checksum of the bytes read.
         computed: u64,
     },
+    /// A sound blob made from other sources: another version of a source slice it depends on,
+    /// or another stack's slices.
+    #[error("made from other sources ({what} fingerprint {found:016x}, expected {expected:016x})")]
+    Origin {
+        /// `stack` or `sources`.
+        what: &'static str,
+        /// The fingerprint expected.
+        expected: u64,
+        /// The fingerprint in the blob.
+        found: u64,
+    },
     /// The payload is not a valid LZ4 block of the expected length.
     #[error("payload does not decompress to {expected} bytes: {reason}")]
     Decompress {
@@ -259,6 +324,8 @@ pub struct BlobHeader {
     pub raw_len: u64,
     /// Bytes of payload after the header.
     pub payload_len: u64,
+    /// What the blob was made from.
+    pub origin: Origin,
 }
 
 impl BlobHeader {
@@ -387,6 +454,7 @@ const PLANE_MIN_SAVING: f64 = 0.05;
 #[derive(Debug)]
 pub struct Prepared {
     key: SliceKey,
+    origin: Origin,
     width: u32,
     height: u32,
     sample_type: SampleType,
@@ -395,9 +463,15 @@ pub struct Prepared {
     data: Vec<u8>,
 }
 
-/// Filters `slice` into `buf` (reusing its allocation) as the blob of `key`, choosing the
-/// filter as `choice` says.
-pub fn prepare(slice: &Slice, key: SliceKey, choice: FilterChoice, mut buf: Vec<u8>) -> Prepared {
+/// Filters `slice` into `buf` (reusing its allocation) as the blob of `key` made from
+/// `origin`, choosing the filter as `choice` says.
+pub fn prepare(
+    slice: &Slice,
+    key: SliceKey,
+    origin: Origin,
+    choice: FilterChoice,
+    mut buf: Vec<u8>,
+) -> Prepared {
     let raw = slice.pixels().as_bytes();
     let size = slice.sample_type().bytes();
     let (filter, compress_plane) = SCRATCH.with(|cell| {
@@ -427,6 +501,7 @@ pub fn prepare(slice: &Slice, key: SliceKey, choice: FilterChoice, mut buf: Vec<
     }
     Prepared {
         key,
+        origin,
         width: slice.width(),
         height: slice.height(),
         sample_type: slice.sample_type(),
@@ -514,6 +589,7 @@ impl Prepared {
                 },
                 raw_len: raw_len as u64,
                 payload_len: payload_len as u64,
+                origin: self.origin,
             };
             write_header(&header, &mut out);
             let blob: Blob = Arc::from(&out[..]);
@@ -528,10 +604,11 @@ impl Prepared {
     }
 }
 
-/// Encodes `slice` as the blob of `key`, choosing the filter as `choice` says.
-pub fn encode(slice: &Slice, key: SliceKey, choice: FilterChoice) -> Blob {
+/// Encodes `slice` as the blob of `key` made from `origin`, choosing the filter as `choice`
+/// says.
+pub fn encode(slice: &Slice, key: SliceKey, origin: Origin, choice: FilterChoice) -> Blob {
     let buf = SCRATCH.with(|cell| std::mem::take(&mut cell.borrow_mut().planes));
-    let prepared = prepare(slice, key, choice, buf);
+    let prepared = prepare(slice, key, origin, choice, buf);
     let blob = prepared.compress();
     let buf = prepared.into_buffer();
     SCRATCH.with(|cell| cell.borrow_mut().planes = buf);
@@ -552,8 +629,10 @@ fn write_header(h: &BlobHeader, blob: &mut [u8]) {
     b[24..28].copy_from_slice(&h.height.to_le_bytes());
     b[28..36].copy_from_slice(&h.raw_len.to_le_bytes());
     b[36..44].copy_from_slice(&h.payload_len.to_le_bytes());
+    b[44..52].copy_from_slice(&h.origin.stack.to_le_bytes());
+    b[52..60].copy_from_slice(&h.origin.sources.to_le_bytes());
     let sum = checksum(&blob[..CHECKED_HEADER], &blob[HEADER_LEN..]);
-    blob[44..52].copy_from_slice(&sum.to_le_bytes());
+    blob[60..68].copy_from_slice(&sum.to_le_bytes());
 }
 
 fn checksum(header: &[u8], payload: &[u8]) -> u64 {
@@ -588,18 +667,40 @@ pub fn max_blob_len(level: &LevelInfo) -> u64 {
     (HEADER_LEN + planes.max(chunk_max(raw))) as u64
 }
 
-/// Checks `blob` against slice `z` of `level` without decompressing it: magic, version, every
-/// header field, the lengths and the checksum.
+/// Checks `blob` against the slice `id` without decompressing it: magic, version, every
+/// header field, the lengths, the checksum, then the origin (so that [`BlobError::Origin`]
+/// means a sound blob made from other sources).
 ///
 /// # Errors
 /// The first check that fails, as a [`BlobError`].
-pub fn verify(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, BlobError> {
-    let header = check_fields(blob, level, z)?;
+pub fn verify(blob: &[u8], id: &BlobId) -> Result<BlobHeader, BlobError> {
+    let header = check_fields(blob, &id.level, id.z)?;
     check_sum(blob)?;
+    check_origin(&header, id)?;
     Ok(header)
 }
 
-/// Every check of [`verify`] but the checksum.
+/// The origin check of [`verify`].
+fn check_origin(header: &BlobHeader, id: &BlobId) -> Result<(), BlobError> {
+    let (found, expected) = (header.origin, id.origin);
+    if found.stack != expected.stack {
+        return Err(BlobError::Origin {
+            what: "stack",
+            expected: expected.stack,
+            found: found.stack,
+        });
+    }
+    if found.sources != expected.sources {
+        return Err(BlobError::Origin {
+            what: "sources",
+            expected: expected.sources,
+            found: found.sources,
+        });
+    }
+    Ok(())
+}
+
+/// Every check of [`verify`] but the checksum and the origin.
 fn check_fields(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, BlobError> {
     if blob.len() < 4 || blob[0..4] != MAGIC {
         if blob.len() < 4 {
@@ -649,6 +750,10 @@ fn check_fields(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, Bl
         filter,
         raw_len: u64_at(blob, 28),
         payload_len: u64_at(blob, 36),
+        origin: Origin {
+            stack: u64_at(blob, 44),
+            sources: u64_at(blob, 52),
+        },
     };
     if sample_type != level.sample_type {
         return Err(field("sample type", level.sample_type, sample_type));
@@ -696,7 +801,7 @@ fn check_fields(blob: &[u8], level: &LevelInfo, z: u32) -> Result<BlobHeader, Bl
 
 /// The checksum check of [`verify`].
 fn check_sum(blob: &[u8]) -> Result<(), BlobError> {
-    let stored = u64_at(blob, 44);
+    let stored = u64_at(blob, 60);
     let computed = checksum(&blob[..CHECKED_HEADER], &blob[HEADER_LEN..]);
     if stored != computed {
         return Err(BlobError::Checksum { stored, computed });
@@ -794,30 +899,26 @@ fn expand_chunk(
     })
 }
 
-/// Decodes `blob` as slice `z` of `level` into `out` (reshaped to the level's size; its
+/// Decodes `blob` as the slice `id` into `out` (reshaped to the level's size; its
 /// allocation is reused when the sample type matches).
 ///
 /// # Errors
 /// A [`BlobError`] when any check of [`verify`] fails or the payload does not decompress to
 /// exactly the expected number of bytes. `out` holds unspecified samples after an error.
-pub fn decode_into(
-    blob: &[u8],
-    level: &LevelInfo,
-    z: u32,
-    out: &mut Slice,
-) -> Result<BlobHeader, BlobError> {
-    let header = verify(blob, level, z)?;
-    expand(blob, &header, level, out)?;
+pub fn decode_into(blob: &[u8], id: &BlobId, out: &mut Slice) -> Result<BlobHeader, BlobError> {
+    let header = verify(blob, id)?;
+    expand(blob, &header, &id.level, out)?;
     Ok(header)
 }
 
 /// Decodes a blob that was verified when it entered the tier holding it (a blob read from
 /// disk is verified by the disk tier; one encoded here needs no check): every check of
 /// [`verify`] but the checksum, which would hash the payload a second time.
-pub(crate) fn decode_verified(blob: &[u8], level: &LevelInfo, z: u32) -> Result<Slice, BlobError> {
-    let header = check_fields(blob, level, z)?;
-    let mut out = Slice::zeroed(0, 0, level.sample_type);
-    expand(blob, &header, level, &mut out)?;
+pub(crate) fn decode_verified(blob: &[u8], id: &BlobId) -> Result<Slice, BlobError> {
+    let header = check_fields(blob, &id.level, id.z)?;
+    check_origin(&header, id)?;
+    let mut out = Slice::zeroed(0, 0, id.level.sample_type);
+    expand(blob, &header, &id.level, &mut out)?;
     Ok(out)
 }
 
@@ -848,13 +949,13 @@ fn expand(
     Ok(())
 }
 
-/// Decodes `blob` as slice `z` of `level` into a new slice.
+/// Decodes `blob` as the slice `id` into a new slice.
 ///
 /// # Errors
 /// As [`decode_into`].
-pub fn decode(blob: &[u8], level: &LevelInfo, z: u32) -> Result<Slice, BlobError> {
-    let mut out = Slice::zeroed(0, 0, level.sample_type);
-    decode_into(blob, level, z, &mut out)?;
+pub fn decode(blob: &[u8], id: &BlobId) -> Result<Slice, BlobError> {
+    let mut out = Slice::zeroed(0, 0, id.level.sample_type);
+    decode_into(blob, id, &mut out)?;
     Ok(out)
 }
 
@@ -900,8 +1001,12 @@ mod tests {
                 FilterChoice::None,
                 FilterChoice::Shuffle,
             ] {
-                let blob = encode(&s, SliceKey::new(2, 3), choice);
-                assert_eq!(decode(&blob, &lv, 3).unwrap(), s, "{ty} {choice:?}");
+                let blob = encode(&s, SliceKey::new(2, 3), Origin::default(), choice);
+                assert_eq!(
+                    decode(&blob, &BlobId::new(lv, 3)).unwrap(),
+                    s,
+                    "{ty} {choice:?}"
+                );
             }
         }
     }
@@ -940,13 +1045,18 @@ mod tests {
             let lv = level(300, 250, ty);
             // Smooth samples are byte planes; 16-bit noise is stored (no plane shrinks).
             for s in [&smooth, &noisy] {
-                let blob = encode(s, SliceKey::new(2, 0), FilterChoice::Shuffle);
+                let blob = encode(
+                    s,
+                    SliceKey::new(2, 0),
+                    Origin::default(),
+                    FilterChoice::Shuffle,
+                );
                 let compression = blob[6];
                 if std::ptr::eq(s, &smooth) {
                     assert_eq!(compression, 2, "{ty}");
                 }
                 assert!(blob.len() as u64 <= max_blob_len(&lv), "{ty}");
-                assert_eq!(&decode(&blob, &lv, 0).unwrap(), s, "{ty}");
+                assert_eq!(&decode(&blob, &BlobId::new(lv, 0)).unwrap(), s, "{ty}");
                 if compression == 0 {
                     continue;
                 }
@@ -956,7 +1066,7 @@ mod tests {
                 bad[entry + 1..entry + 5].copy_from_slice(&u32::MAX.to_le_bytes());
                 let sum = checksum(&bad[..CHECKED_HEADER], &bad[HEADER_LEN..]);
                 bad[44..52].copy_from_slice(&sum.to_le_bytes());
-                assert!(decode(&bad, &lv, 0).is_err(), "{ty}");
+                assert!(decode(&bad, &BlobId::new(lv, 0)).is_err(), "{ty}");
             }
         }
     }
@@ -985,8 +1095,13 @@ mod tests {
     #[test]
     fn auto_shuffles_noisy_16_bit_and_stores_incompressible() {
         let s = Phantom::new(256, 256, 2).with_noise(0.002).slice(1);
-        let blob = encode(&s, SliceKey::new(2, 0), FilterChoice::Auto);
-        let h = verify(&blob, &level(256, 256, SampleType::U16), 0).unwrap();
+        let blob = encode(
+            &s,
+            SliceKey::new(2, 0),
+            Origin::default(),
+            FilterChoice::Auto,
+        );
+        let h = verify(&blob, &BlobId::new(level(256, 256, SampleType::U16), 0)).unwrap();
         assert_eq!(h.filter, Filter::Shuffle);
         assert!(h.ratio() < 1.0, "{}", h.ratio());
 
@@ -1001,17 +1116,27 @@ mod tests {
             })
             .collect();
         let s = slice_of(64, 64, Pixels::U16(noise));
-        let blob = encode(&s, SliceKey::new(2, 0), FilterChoice::Auto);
+        let blob = encode(
+            &s,
+            SliceKey::new(2, 0),
+            Origin::default(),
+            FilterChoice::Auto,
+        );
         let lv = level(64, 64, SampleType::U16);
-        let h = verify(&blob, &lv, 0).unwrap();
+        let h = verify(&blob, &BlobId::new(lv, 0)).unwrap();
         assert_eq!(h.compression, Compression::Stored);
-        assert_eq!(decode(&blob, &lv, 0).unwrap(), s);
+        assert_eq!(decode(&blob, &BlobId::new(lv, 0)).unwrap(), s);
     }
 
     #[test]
     fn every_field_is_checked_against_the_caller() {
         let s = phantom_slice(SampleType::U16);
-        let blob = encode(&s, SliceKey::new(2, 3), FilterChoice::Auto);
+        let blob = encode(
+            &s,
+            SliceKey::new(2, 3),
+            Origin::default(),
+            FilterChoice::Auto,
+        );
         let lv = level(96, 70, SampleType::U16);
         let cases = [
             (level(96, 70, SampleType::U16), 4, "z"),
@@ -1021,7 +1146,7 @@ mod tests {
             (level(96, 70, SampleType::U8), 3, "sample type"),
         ];
         for (lv, z, name) in cases {
-            match decode(&blob, &lv, z) {
+            match decode(&blob, &BlobId::new(lv, z)) {
                 Err(BlobError::Field { field, .. }) => assert_eq!(field, name),
                 other => panic!("{name}: {other:?}"),
             }
@@ -1032,34 +1157,39 @@ mod tests {
     fn every_flipped_byte_and_every_truncation_is_refused() {
         let s = Phantom::new(40, 30, 2).slice(1);
         let lv = level(40, 30, SampleType::U16);
-        let blob = encode(&s, SliceKey::new(2, 1), FilterChoice::Auto).to_vec();
+        let blob = encode(
+            &s,
+            SliceKey::new(2, 1),
+            Origin::default(),
+            FilterChoice::Auto,
+        )
+        .to_vec();
         for at in 0..blob.len() {
             for mask in [0x01u8, 0x80, 0xff] {
                 let mut bad = blob.clone();
                 bad[at] ^= mask;
                 assert!(
-                    decode(&bad, &lv, 1).is_err(),
+                    decode(&bad, &BlobId::new(lv, 1)).is_err(),
                     "flip {mask:#x} at {at} accepted"
                 );
             }
         }
         for len in 0..blob.len() {
             assert!(
-                decode(&blob[..len], &lv, 1).is_err(),
+                decode(&blob[..len], &BlobId::new(lv, 1)).is_err(),
                 "truncated to {len} accepted"
             );
         }
         let mut longer = blob.clone();
         longer.push(0);
         assert!(matches!(
-            decode(&longer, &lv, 1),
+            decode(&longer, &BlobId::new(lv, 1)),
             Err(BlobError::TrailingBytes { .. })
         ));
         assert!(matches!(
             decode(
-                b"GIF89a and more bytes than a header holds, surely more",
-                &lv,
-                1
+                b"GIF89a and more bytes than a header holds, surely more than sixty-eight",
+                &BlobId::new(lv, 1)
             ),
             Err(BlobError::BadMagic { .. })
         ));
@@ -1075,7 +1205,7 @@ mod tests {
         ) {
             let s = Phantom::new(33, 17, 2).with_seed(seed).slice(0);
             let lv = level(33, 17, SampleType::U16);
-            let mut blob = encode(&s, SliceKey::new(2, 0), FilterChoice::Auto).to_vec();
+            let mut blob = encode(&s, SliceKey::new(2, 0), Origin::default(), FilterChoice::Auto).to_vec();
             for (at, mask) in flips {
                 let i = at.index(blob.len());
                 blob[i] ^= mask;
@@ -1084,7 +1214,7 @@ mod tests {
                 let len = cut.index(blob.len());
                 blob.truncate(len);
             }
-            prop_assert!(decode(&blob, &lv, 0).is_err());
+            prop_assert!(decode(&blob, &BlobId::new(lv, 0)).is_err());
         }
 
         #[test]
@@ -1121,12 +1251,13 @@ mod tests {
                 filter,
                 raw_len: lv.slice_bytes() as u64,
                 payload_len: payload.len() as u64,
+                origin: Origin::default(),
             };
             let mut blob = vec![0u8; HEADER_LEN];
             blob.extend_from_slice(&payload);
             write_header(&header, &mut blob);
-            prop_assert!(verify(&blob, &lv, 1).is_ok());
-            if let Ok(s) = decode(&blob, &lv, 1) {
+            prop_assert!(verify(&blob, &BlobId::new(lv, 1)).is_ok());
+            if let Ok(s) = decode(&blob, &BlobId::new(lv, 1)) {
                 prop_assert_eq!(s.pixels().len(), 16 * 9);
             }
         }
@@ -1142,8 +1273,8 @@ mod tests {
             let s = Slice::new(width, height, pixels).unwrap();
             let lv = level(width, height, SampleType::U16);
             for choice in [FilterChoice::Auto, FilterChoice::None, FilterChoice::Shuffle] {
-                let blob = encode(&s, SliceKey::new(2, 7), choice);
-                prop_assert_eq!(&decode(&blob, &lv, 7).unwrap(), &s);
+                let blob = encode(&s, SliceKey::new(2, 7), Origin::default(), choice);
+                prop_assert_eq!(&decode(&blob, &BlobId::new(lv, 7)).unwrap(), &s);
             }
         }
     }

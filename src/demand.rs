@@ -2,15 +2,15 @@
 //! more, kept in the cache folder so that the next run knows (see [`DemandRanking`]).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::geometry::SliceKey;
+use crate::store::{CacheFolder, FolderEntry as Entry};
 
 /// Scores halve over this time (see [`DemandRanking`] for why a day).
 pub const HALF_LIFE: Duration = Duration::from_secs(24 * 3600);
@@ -125,13 +125,28 @@ impl DemandFile {
     }
 }
 
-/// Reads `demand.json`: `Ok(None)` when absent, an error naming the file when unusable.
-fn load(path: &Path) -> Result<Option<Tally>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("reading", path, e)),
+/// A demand file longer than this is not one of ours.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads `demand.json` (never following a link): `Ok(None)` when absent, an error naming the
+/// file when unusable.
+fn load(folder: &CacheFolder) -> Result<Option<Tally>> {
+    let path = folder.path().join(FILE);
+    let bytes = match folder.read(None, FILE, MAX_FILE_BYTES) {
+        Ok(Entry::File(b)) => b,
+        Ok(Entry::Missing) => return Ok(None),
+        Ok(Entry::TooLong(n)) => {
+            return Err(Error::decode(
+                &path,
+                format!("{n} bytes, not a demand file"),
+            ));
+        }
+        Ok(Entry::NotRegular(what)) => {
+            return Err(Error::decode(&path, format!("{what}, not a demand file")));
+        }
+        Err(e) => return Err(Error::io("reading", &path, e)),
     };
+    let path = path.as_path();
     let file: DemandFile = serde_json::from_slice(&bytes)
         .map_err(|e| Error::decode(path, format!("not a lodcache demand file: {e}")))?;
     if file.version != FILE_VERSION {
@@ -198,7 +213,7 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Demand {
     state: Mutex<State>,
-    dir: Option<PathBuf>,
+    folder: Option<CacheFolder>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -207,7 +222,7 @@ impl Demand {
     pub(crate) fn in_memory() -> Demand {
         Demand {
             state: Mutex::new(State::default()),
-            dir: None,
+            folder: None,
             warnings: Mutex::new(Vec::new()),
         }
     }
@@ -215,11 +230,22 @@ impl Demand {
     /// Statistics loaded from and saved to `dir/demand.json`. An unusable file is ignored with
     /// a warning ([`Demand::warnings`]).
     pub(crate) fn open(dir: &Path) -> Demand {
+        let folder = match CacheFolder::open(dir, false) {
+            Ok(f) => f,
+            Err(e) => {
+                let demand = Demand::in_memory();
+                demand.warn(format!(
+                    "cache folder {dir:?} cannot be opened for request statistics ({e})"
+                ));
+                return demand;
+            }
+        };
+        let loaded = load(&folder);
         let demand = Demand {
-            dir: Some(dir.to_path_buf()),
+            folder: Some(folder),
             ..Demand::in_memory()
         };
-        match load(&dir.join(FILE)) {
+        match loaded {
             Ok(Some(base)) => demand.lock().base = base,
             Ok(None) => {}
             Err(e) => demand.warn(format!("{e}; starting without request history")),
@@ -306,7 +332,7 @@ impl Demand {
     /// [`Error::Io`] naming the file when it cannot be locked or written (the requests stay
     /// counted and are saved next time).
     pub(crate) fn save(&self) -> Result<()> {
-        let Some(dir) = &self.dir else {
+        let Some(folder) = &self.folder else {
             return Ok(());
         };
         let fresh = {
@@ -319,7 +345,7 @@ impl Demand {
             state.saving = fresh.clone();
             fresh
         };
-        let result = self.save_locked(dir, &fresh);
+        let result = self.save_locked(folder, &fresh);
         let mut state = self.lock();
         let saved = std::mem::take(&mut state.saving);
         match result {
@@ -335,18 +361,15 @@ impl Demand {
         }
     }
 
-    fn save_locked(&self, dir: &Path, fresh: &Tally) -> Result<Tally> {
-        let lock_path = dir.join(LOCK);
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
+    fn save_locked(&self, folder: &CacheFolder, fresh: &Tally) -> Result<Tally> {
+        let lock_path = folder.path().join(LOCK);
+        let lock = folder
+            .lock_file(LOCK)
             .map_err(|e| Error::io("opening", &lock_path, e))?;
         lock.lock()
             .map_err(|e| Error::io("locking", &lock_path, e))?;
-        let path = dir.join(FILE);
-        let mut on_disk = match load(&path) {
+        let path = folder.path().join(FILE);
+        let mut on_disk = match load(folder) {
             Ok(t) => t.unwrap_or_default(),
             Err(e) => {
                 self.warn(format!("{e}; replacing it"));
@@ -356,7 +379,9 @@ impl Demand {
         on_disk.merge(fresh);
         let bytes = serde_json::to_vec(&DemandFile::from_tally(&on_disk))
             .map_err(|e| Error::internal("demand statistics", e.to_string()))?;
-        fsutil::write_atomic(&path, &bytes)?;
+        folder
+            .write_atomic(None, FILE, &bytes)
+            .map_err(|e| Error::io("writing", &path, e))?;
         // The lock is released when the file is closed.
         drop(lock);
         Ok(on_disk)

@@ -88,6 +88,36 @@ pub enum Error {
         limit: u64,
     },
 
+    /// An entry named like a slice of the stack cannot be one: a folder, FIFO, socket or
+    /// device, a link that dangles, loops or leads to one of those, or a name that is not
+    /// valid UTF-8. Refused rather than skipped, because skipping it would shift every later
+    /// slice by one position.
+    #[error("{path:?} is named like a slice of the stack but {problem}")]
+    BadSliceEntry {
+        /// The entry.
+        path: PathBuf,
+        /// What it is instead of a regular file with a UTF-8 name.
+        problem: String,
+    },
+
+    /// Decoding a slice needs more working memory than the whole process-wide decode budget
+    /// (refused before allocating; see [`crate::set_decode_budget`]).
+    #[error(
+        "decoding {path:?} needs {needed} bytes ({} MiB) of working memory, more than the whole \
+         decode budget of {budget} bytes ({} MiB); raise it with --decode-budget SIZE \
+         (lodcache::set_decode_budget)",
+        needed.div_ceil(1 << 20),
+        budget >> 20
+    )]
+    OverDecodeBudget {
+        /// The slice file.
+        path: PathBuf,
+        /// Bytes its decode needs at once.
+        needed: u64,
+        /// The decode budget in bytes.
+        budget: u64,
+    },
+
     /// A slice's width or height differs from the first slice of the stack.
     #[error(
         "{path:?} is {found_w} x {found_h} pixels but the stack's first slice is {expected_w} x {expected_h}"
@@ -185,7 +215,9 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::TooLarge { .. }
             | Error::SizeMismatch { .. }
-            | Error::SampleTypeMismatch { .. } => ErrorKind::Data,
+            | Error::SampleTypeMismatch { .. }
+            | Error::BadSliceEntry { .. }
+            | Error::OverDecodeBudget { .. } => ErrorKind::Data,
             Error::Encode { .. } => ErrorKind::Io,
             Error::InvalidArgument { .. } => ErrorKind::Caller,
             Error::Cancelled => ErrorKind::Cancelled,

@@ -74,12 +74,11 @@ mod pyramid;
 mod slice;
 mod source;
 pub mod store;
-mod warmup;
 
 // The API: one flat list. The three public modules above are the low-level layers some users
 // build on directly (their own blob storage, their own kernels, their own tiers): `codec` (the
 // blob format), `kernel` (the 2x2x2 reduction) and `store` (the memory and disk tiers).
-pub use cascade::{StreamOptions, StreamStats, stream_levels};
+pub use cascade::{PairReducer, StreamOptions, StreamStats, stream_levels};
 pub use demand::{DemandRanking, HALF_LIFE as DEMAND_HALF_LIFE, LevelDemand};
 pub use error::{Error, ErrorKind, Result};
 pub use export::{ExportOptions, ExportReport, ctharvester_path, export_ctharvester};
@@ -87,14 +86,18 @@ pub use geometry::{LevelInfo, LevelRule, Region, SliceKey, dependent_slice, sour
 pub use phantom::{Phantom, sample_stack};
 pub use pyramid::{
     Axis, Cancel, CancelOnDrop, DEFAULT_MEMORY_BUDGET, Progress, ProgressFn, Pyramid,
-    PyramidBuilder, PyramidStats, Request, Served, Volume,
+    PyramidBuilder, PyramidStats, Request, Served, VerifyReport, Volume,
+};
+pub use pyramid::{
+    LevelReport, MAX_THREADS as WARMUP_MAX_THREADS, WarmupHandle, WarmupOptions, WarmupOutcome,
+    WarmupProgress, WarmupReport,
 };
 pub use slice::{Pixels, Sample, SampleType, Slice};
 pub use source::{
-    DEFAULT_MAX_SLICE_BYTES, SliceInfo, SourceFile, Stack, StackPattern, StackReader,
-};
-pub use warmup::{
-    LevelReport, WarmupHandle, WarmupOptions, WarmupOutcome, WarmupProgress, WarmupReport,
+    DECODE_OVERHEAD, DEFAULT_MAX_SLICE_BYTES, DecodeBudgetStats, DecodeReservation,
+    MAX_DEFAULT_DECODE_BUDGET, MIN_DEFAULT_DECODE_BUDGET, SliceInfo, SourceFile, Stack,
+    StackPattern, StackReader, decode_budget, decode_budget_stats, default_decode_budget,
+    reserve_decode_memory, set_decode_budget,
 };
 
 /// The README's examples, run as doctests.

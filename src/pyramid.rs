@@ -3,7 +3,7 @@
 
 mod flight;
 mod request;
-mod storer;
+mod warmup;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,21 +12,22 @@ use std::time::{Duration, Instant};
 use flight::{Flights, Role};
 pub(crate) use request::Ctx;
 pub use request::{Cancel, CancelOnDrop, Progress, ProgressFn, Request};
-use storer::Storer;
 
-use crate::cascade::{StreamOptions, stream_shared};
-use crate::codec;
+use crate::cascade::{PairReducer, StreamOptions, stream_shared};
 use crate::demand::{Demand, DemandRanking};
 use crate::error::{Error, Result};
 use crate::export::{self, ExportReport};
-use crate::geometry::{LevelInfo, LevelRule, Region, SliceKey};
+use crate::geometry::{LevelInfo, LevelRule, Region, SliceKey, dependent_slice};
 use crate::slice::{Pixels, Sample, SampleType, Slice};
 use crate::source::{Stack, StackPattern};
 use crate::store::{
-    Blob, Budget, Counter, DiskMode, DiskOptions, DiskStats, DiskStore, Manifest, MemoryStats,
-    MemoryStore, PriorityFn, default_cache_dir,
+    Budget, Counter, DiskMode, DiskOptions, DiskStats, DiskStore, Fingerprint, Hit, Manifest,
+    MemoryStats, MemoryStore, PriorityFn, Tier, Tiers, default_cache_dir,
 };
-use crate::warmup::{WarmupHandle, WarmupOptions};
+pub use warmup::{
+    LevelReport, MAX_THREADS, WarmupHandle, WarmupOptions, WarmupOutcome, WarmupProgress,
+    WarmupReport,
+};
 
 /// Default memory budget: 512 MiB of compressed blobs.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 512 << 20;
@@ -54,6 +55,9 @@ pub enum Served {
     Generated,
     /// Decoded from its source file (level 0).
     Source,
+    /// A tier behind the disk (an object store, say; see [`PyramidBuilder::with_tier`]), now
+    /// in memory and on disk too.
+    Remote,
 }
 
 impl Served {
@@ -64,6 +68,15 @@ impl Served {
             Served::Disk => "disk",
             Served::Generated => "generated",
             Served::Source => "source",
+            Served::Remote => "remote",
+        }
+    }
+
+    fn from_hit(hit: Hit) -> Served {
+        match hit {
+            Hit::Lower(0) => Served::Disk,
+            Hit::Lower(_) => Served::Remote,
+            _ => Served::Memory,
         }
     }
 }
@@ -125,6 +138,21 @@ impl Volume {
     }
 }
 
+/// What [`Pyramid::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Source slices checked.
+    pub sources: u64,
+    /// Whether their contents were hashed (the content check is on).
+    pub content: bool,
+    /// Positions (z) of the source slices that changed.
+    pub changed: Vec<u32>,
+    /// Cached slices dropped because they were made from a changed source slice (of every
+    /// level the stack can have, stored or not).
+    pub dropped: u64,
+}
+
 /// What a pyramid has done so far.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -166,6 +194,8 @@ pub struct PyramidBuilder {
     pool: Option<Arc<rayon::ThreadPool>>,
     decode_threads: Option<usize>,
     demand_priority: bool,
+    content_check: bool,
+    behind: Vec<Arc<dyn Tier>>,
 }
 
 impl PyramidBuilder {
@@ -235,6 +265,23 @@ impl PyramidBuilder {
         self
     }
 
+    /// Whether to fingerprint each source slice by its whole content as well as by its name,
+    /// size and modification time: catches a slice rewritten with the same size and a restored
+    /// modification time (`cp -p`, `rsync -t`), at the price of reading every source file when
+    /// the pyramid opens. See also [`Pyramid::verify`]. Default: `false`.
+    pub fn with_content_check(mut self, enabled: bool) -> Self {
+        self.content_check = enabled;
+        self
+    }
+
+    /// Adds a tier behind the disk (an object store shared by several machines, say): asked
+    /// after memory and disk, written with every stored blob. Tiers added first are asked
+    /// first. Default: none.
+    pub fn with_tier(mut self, tier: Arc<dyn Tier>) -> Self {
+        self.behind.push(tier);
+        self
+    }
+
     /// Opens the stack and the cache folder.
     ///
     /// # Errors
@@ -255,16 +302,20 @@ impl PyramidBuilder {
             None => Stack::open(&self.dir)?,
         };
         let levels = stack.levels(&self.rule)?;
+        let mut manifest = Manifest::of(&stack)?;
+        if self.content_check {
+            manifest = manifest.with_content(&stack, content_threads())?;
+        }
+        let fingerprint = Fingerprint::of(&manifest);
         let disk = if self.disk_cache {
             let dir = self
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| default_cache_dir(&self.dir));
-            let manifest = Manifest::of(&stack, &self.rule)?;
             let options = DiskOptions::new(dir).with_budget(self.disk_budget.0);
-            DiskStore::open(&options, &manifest, &levels)
+            DiskStore::open_with(&options, &manifest, fingerprint)
         } else {
-            DiskStore::disabled()
+            DiskStore::disabled_with(fingerprint)
         };
         let mut stream = StreamOptions {
             rule: self.rule,
@@ -274,12 +325,18 @@ impl PyramidBuilder {
             stream.decode_threads = t;
         }
         let requests = levels.iter().map(|_| Counter::default()).collect();
-        let memory = MemoryStore::new(self.memory_budget.0);
         let demand = Arc::new(if disk.mode() == DiskMode::ReadWrite {
             Demand::open(disk.dir())
         } else {
             Demand::in_memory()
         });
+        let tiers = Tiers::with_pool(
+            MemoryStore::new(self.memory_budget.0),
+            disk,
+            self.behind,
+            stream.decode_threads,
+            self.pool.clone(),
+        );
         if self.demand_priority {
             // Priority classes at powers of two of the score: levels 4x or more apart always
             // fall in different classes (the hotter one wins outright), closer ones may share a
@@ -287,24 +344,14 @@ impl PyramidBuilder {
             let ranked = Arc::clone(&demand);
             let priority: PriorityFn =
                 Arc::new(move |key: SliceKey| (1.0 + ranked.level_score(key.level)).log2().floor());
-            memory.set_priority(Arc::clone(&priority));
-            disk.set_priority(priority);
+            tiers.set_priority(priority);
         }
-        let foreground = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let storers = stream.decode_threads;
         Ok(Pyramid {
             inner: Arc::new(Inner {
                 demand,
-                storer: Storer::new(
-                    memory.clone(),
-                    disk.clone(),
-                    storers,
-                    Arc::clone(&foreground),
-                ),
+                tiers,
+                manifest: std::sync::Mutex::new(manifest),
                 helpers: Helpers::default(),
-                foreground,
-                memory,
-                disk,
                 stack,
                 levels,
                 stream,
@@ -318,6 +365,12 @@ impl PyramidBuilder {
             }),
         })
     }
+}
+
+/// Threads hashing source files for the content check: the cores, at most 8 (reading is the
+/// limit beyond that).
+fn content_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 #[derive(Debug, Default)]
@@ -336,34 +389,17 @@ struct Inner {
     stack: Stack,
     levels: Vec<LevelInfo>,
     stream: StreamOptions,
-    memory: MemoryStore,
-    disk: DiskStore,
+    /// Every tier, and storing behind the requests.
+    tiers: Tiers,
+    /// The sources as last fingerprinted (updated by [`Pyramid::verify`]).
+    manifest: std::sync::Mutex<Manifest>,
     pool: Option<Arc<rayon::ThreadPool>>,
-    storer: Storer,
     demand: Arc<Demand>,
     /// Helper threads generating halves of slices now (at most twice the core count).
     helpers: Helpers,
-    /// Requests in progress (warm-up and the storing threads hold back while there are any).
-    foreground: Arc<std::sync::atomic::AtomicUsize>,
     slices: Flights<SliceKey, (Arc<Slice>, Served)>,
     streams: Flights<u32, ()>,
     counters: Counters,
-}
-
-/// Marks a request in progress, so that warm-up holds back (see [`WarmupHandle`]).
-struct Foreground<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl<'a> Foreground<'a> {
-    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Foreground<'a> {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Foreground(count)
-    }
-}
-
-impl Drop for Foreground<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Counts helper threads, so that a deep request does not start one per slice it needs. Twice
@@ -424,7 +460,7 @@ impl Drop for Inner {
 /// tier (and promoted to memory), else generated from slices `2z` and `2z + 1` of level
 /// `n - 1`, which are requested the same way (the two at once, while helper threads are
 /// free); level 1 is made straight from its two source files
-/// ([`crate::StackReader::reduce_pair`]). Every slice generated on the way is stored in both
+/// ([`PairReducer::reduce_pair`]). Every slice generated on the way is stored in both
 /// tiers. Storing (encoding and writing) happens behind the request on background threads,
 /// which hold back while requests are in progress, so a request waits for reading and the
 /// kernel only; until a slice is stored it is served from the pending map. Waiting slices share
@@ -467,6 +503,8 @@ impl Pyramid {
             pool: None,
             decode_threads: None,
             demand_priority: true,
+            content_check: false,
+            behind: Vec::new(),
         }
     }
 
@@ -490,17 +528,22 @@ impl Pyramid {
 
     /// The memory tier.
     pub fn memory(&self) -> &MemoryStore {
-        &self.inner.memory
+        self.inner.tiers.memory()
     }
 
     /// The disk tier.
     pub fn disk(&self) -> &DiskStore {
-        &self.inner.disk
+        self.inner.tiers.disk()
+    }
+
+    /// Every tier (memory, disk and any behind it), as one.
+    pub fn tiers(&self) -> &Tiers {
+        &self.inner.tiers
     }
 
     /// Warnings about the cache (read-only or unusable folder, damaged blobs found).
     pub fn warnings(&self) -> Vec<String> {
-        let mut all = self.inner.disk.warnings();
+        let mut all = self.inner.tiers.warnings();
         all.extend(self.inner.demand.warnings());
         all
     }
@@ -591,13 +634,15 @@ impl Pyramid {
     }
 
     pub(crate) fn slice_in(&self, ctx: &Ctx<'_>, level: u32, z: u32) -> Result<(Slice, Served)> {
-        let _foreground = Foreground::enter(&self.inner.foreground);
+        let _foreground = self.inner.tiers.enter();
         let info = self.level(level)?;
         Self::check_z(&info, z)?;
         self.count_slice(ctx, level, z);
         ctx.check()?;
         if level == 0 {
-            return Ok((self.read_source(z)?, Served::Source));
+            let mut out = Slice::zeroed(0, 0, self.sample_type());
+            self.read_sources(ctx, z..z + 1, &mut out, |_, _| Ok(()))?;
+            return Ok((out, Served::Source));
         }
         self.level_slice_served(ctx, SliceKey::new(level, z))
             .map(|(s, from)| {
@@ -662,7 +707,7 @@ impl Pyramid {
     }
 
     pub(crate) fn volume_in(&self, ctx: &Ctx<'_>, level: u32) -> Result<Volume> {
-        let _foreground = Foreground::enter(&self.inner.foreground);
+        let _foreground = self.inner.tiers.enter();
         let info = self.level(level)?;
         self.count_level(ctx, level);
         let n = info.slice_bytes();
@@ -695,7 +740,7 @@ impl Pyramid {
         axis: Axis,
         index: u32,
     ) -> Result<Slice> {
-        let _foreground = Foreground::enter(&self.inner.foreground);
+        let _foreground = self.inner.tiers.enter();
         let info = self.level(level)?;
         let (extent, out_w) = match axis {
             Axis::X => (info.width, info.height),
@@ -761,7 +806,7 @@ impl Pyramid {
         out: &Path,
         levels: Option<&[u32]>,
     ) -> Result<ExportReport> {
-        let _foreground = Foreground::enter(&self.inner.foreground);
+        let _foreground = self.inner.tiers.enter();
         let wanted = export::wanted_levels(&self.inner.stack, &self.inner.stream.rule, levels)?;
         for &l in &wanted {
             self.count_level(ctx, l);
@@ -794,12 +839,66 @@ impl Pyramid {
         })
     }
 
+    /// Checks the sources again and drops from every tier exactly the slices made from a source
+    /// slice that changed since the pyramid opened (or since the last verification): its name,
+    /// size and modification time are read again and, when the pyramid was opened with the
+    /// content check ([`PyramidBuilder::with_content_check`]), its whole content is hashed
+    /// again. The cache folder's manifest is updated, so other processes see the change too.
+    ///
+    /// Without the content check, a slice rewritten with the same size and a restored
+    /// modification time cannot be told apart; with it, it can.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming a source file that cannot be read (nothing is dropped then).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut manifest = self
+            .inner
+            .manifest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut now = Manifest::of(&self.inner.stack)?;
+        if manifest.has_content() {
+            now = now.with_content(&self.inner.stack, content_threads())?;
+        }
+        let changed: Vec<u32> = manifest
+            .sources
+            .iter()
+            .zip(&now.sources)
+            .enumerate()
+            .filter(|(_, (old, new))| old != new)
+            .map(|(p, _)| p as u32)
+            .collect();
+        let levels = self.inner.tiers.fingerprint().levels();
+        let mut dropped = std::collections::BTreeSet::new();
+        for &p in &changed {
+            for level in levels.iter().skip(1) {
+                dropped.insert(SliceKey::new(level.level, dependent_slice(level.level, p)));
+            }
+        }
+        if !changed.is_empty() {
+            // The new fingerprint first: from now on no tier accepts a blob made from the old
+            // sources, even one stored by a request that is still running.
+            self.inner.tiers.fingerprint().update(&now);
+            for &key in &dropped {
+                self.inner.tiers.invalidate(key);
+            }
+            self.inner.tiers.disk().replace_manifest(&now);
+            *manifest = now;
+        }
+        Ok(VerifyReport {
+            sources: manifest.sources.len() as u64,
+            content: manifest.has_content(),
+            changed,
+            dropped: dropped.len() as u64,
+        })
+    }
+
     /// Waits until every slice generated so far is stored in both tiers. Storing happens
     /// behind the requests (see the module docs); call this before reading the tiers'
     /// counters when they must be settled, or before handing the cache folder to another
     /// process. Dropping the last clone of a pyramid flushes too.
     pub fn flush(&self) {
-        self.inner.storer.flush();
+        self.inner.tiers.flush();
         if let Err(e) = self.inner.demand.save() {
             log::warn!("lodcache: request statistics not saved: {e}");
         }
@@ -810,58 +909,45 @@ impl Pyramid {
     pub fn stats(&self) -> PyramidStats {
         let c = &self.inner.counters;
         PyramidStats {
-            memory: self.inner.memory.stats(),
-            disk: self.inner.disk.stats(),
+            memory: self.inner.tiers.memory().stats(),
+            disk: self.inner.tiers.disk().stats(),
             generated: c.generated.get(),
             coalesced: c.coalesced.get(),
             stream_builds: c.stream_builds.get(),
             source_slices: c.source_slices.get(),
             source_bytes: c.source_bytes.get(),
-            stored_bytes: self.inner.storer.stored_bytes(),
+            stored_bytes: self.inner.tiers.stored_bytes(),
             generating: Duration::from_nanos(c.generating_ns.get()),
             requests: c.requests.iter().map(Counter::get).collect(),
         }
     }
 
-    fn read_source(&self, z: u32) -> Result<Slice> {
+    /// The one way level 0 is read: source slices `zs` in order, decoded into `out` (reused)
+    /// and handed to `each`, counted, checking for cancellation before each.
+    fn read_sources(
+        &self,
+        ctx: &Ctx<'_>,
+        zs: std::ops::Range<u32>,
+        out: &mut Slice,
+        mut each: impl FnMut(u32, &Slice) -> Result<()>,
+    ) -> Result<()> {
         let mut reader = self.inner.stack.reader();
-        let mut out = Slice::zeroed(0, 0, self.sample_type());
-        reader.read_into(z, &mut out)?;
-        self.inner.counters.source_slices.incr();
+        let result = zs.into_iter().try_for_each(|z| {
+            ctx.check()?;
+            reader.read_into(z, out)?;
+            self.inner.counters.source_slices.incr();
+            each(z, out)
+        });
         self.inner.counters.source_bytes.add(reader.bytes_read());
-        Ok(out)
+        result
     }
 
-    /// Decodes `blob` as `key`; a blob that fails is dropped from both tiers and counted.
-    /// Blobs in the tiers were verified (checksum included) when they entered them, so the
-    /// checksum is not computed again here; every other check is.
-    fn decode(&self, key: SliceKey, blob: &Blob) -> Option<Slice> {
-        let info = &self.inner.levels[key.level as usize];
-        match self.in_pool(|| codec::decode_verified(blob, info, key.z)) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                self.inner.memory.remove(key);
-                self.inner.disk.report_corrupt(key, &e.to_string());
-                None
-            }
-        }
-    }
-
-    /// The stored slice of `key` from memory, else waiting to be stored, else from disk
-    /// (promoted to memory).
+    /// The stored slice of `key`, from whichever tier has it.
     fn stored(&self, key: SliceKey) -> Option<(Arc<Slice>, Served)> {
-        if let Some(blob) = self.inner.memory.get(key)
-            && let Some(s) = self.decode(key, &blob)
-        {
-            return Some((Arc::new(s), Served::Memory));
-        }
-        if let Some(s) = self.inner.storer.pending(key) {
-            return Some((s, Served::Memory));
-        }
-        let blob = self.inner.disk.get(key)?;
-        let slice = self.decode(key, &blob)?;
-        self.inner.memory.insert(key, blob);
-        Some((Arc::new(slice), Served::Disk))
+        self.inner
+            .tiers
+            .slice(key)
+            .map(|(s, hit)| (s, Served::from_hit(hit)))
     }
 
     /// A slice of level >= 1: stored, or generated once however many threads ask at once.
@@ -877,13 +963,8 @@ impl Pyramid {
         ctx.check()?;
         let (result, role) = self.inner.slices.join(key, || {
             // It may have been stored between our miss and our flight.
-            if let Some(s) = self.inner.storer.pending(key) {
-                return Ok((s, Served::Memory));
-            }
-            if let Some(blob) = self.inner.memory.peek(key)
-                && let Some(s) = self.decode(key, &blob)
-            {
-                return Ok((Arc::new(s), Served::Memory));
+            if let Some((s, hit)) = self.inner.tiers.upper(key) {
+                return Ok((s, Served::from_hit(hit)));
             }
             self.generate(ctx, key).map(|s| (s, Served::Generated))
         });
@@ -900,10 +981,11 @@ impl Pyramid {
 
     fn generate(&self, ctx: &Ctx<'_>, key: SliceKey) -> Result<Arc<Slice>> {
         let started = Instant::now();
+        let epoch = self.inner.tiers.fingerprint().epoch();
         let mut out = Slice::zeroed(0, 0, self.sample_type());
         if key.level == 1 {
             // Straight from the two source files, band by band where they allow it.
-            let mut reader = self.inner.stack.reader();
+            let mut reader = PairReducer::new(&self.inner.stack);
             reader.reduce_pair(key.z, &mut out)?;
             let pair = if 2 * key.z + 1 < self.inner.stack.depth() {
                 2
@@ -944,7 +1026,7 @@ impl Pyramid {
             self.in_pool(|| crate::kernel::reduce_slices(&a, b.as_deref(), &mut out))?;
         }
         let out = Arc::new(out);
-        self.inner.storer.store(key, Arc::clone(&out));
+        self.inner.tiers.store(key, Arc::clone(&out), epoch);
         self.inner.counters.generated.incr();
         self.inner
             .counters
@@ -1013,19 +1095,13 @@ impl Pyramid {
         }
         if source_units > 0 {
             let total = done + source_units;
-            let mut reader = self.inner.stack.reader();
             let mut source = Slice::zeroed(0, 0, self.sample_type());
-            let result = (0..self.inner.stack.depth()).try_for_each(|z| {
-                ctx.check()?;
-                reader.read_into(z, &mut source)?;
-                self.inner.counters.source_slices.incr();
-                f(0, z, &source)?;
+            self.read_sources(ctx, 0..self.inner.stack.depth(), &mut source, |z, s| {
+                f(0, z, s)?;
                 done += 1;
                 ctx.report(done, total);
                 Ok(())
-            });
-            self.inner.counters.source_bytes.add(reader.bytes_read());
-            result?;
+            })?;
         }
         Ok(())
     }
@@ -1049,12 +1125,13 @@ impl Pyramid {
             ..self.inner.stream.clone()
         };
         let mut made = 0;
+        let epoch = self.inner.tiers.fingerprint().epoch();
         let streamed = stream_shared(&self.inner.stack, &options, |level, z, slice| {
             ctx.check()?;
             let key = SliceKey::new(level, z);
             if !self.is_stored(key) {
                 // Kept as it is (no copy); the builder makes a new buffer in its place.
-                self.inner.storer.store(key, Arc::clone(slice));
+                self.inner.tiers.store(key, Arc::clone(slice), epoch);
                 self.inner.counters.generated.incr();
             }
             if wanted.contains(&level) {
@@ -1088,31 +1165,17 @@ impl Pyramid {
     /// Starts building, in the background, what users will ask for (see [`WarmupHandle`]).
     /// The run stops when the returned handle is cancelled or dropped.
     pub fn warm_up(&self, options: WarmupOptions) -> WarmupHandle {
-        crate::warmup::start(self, options)
-    }
-
-    /// Bytes of blobs stored so far.
-    pub(crate) fn stored_bytes(&self) -> u64 {
-        self.inner.storer.stored_bytes()
+        warmup::start(self, options)
     }
 
     /// Whether `key` is stored (or being stored) in a tier.
-    pub(crate) fn is_stored(&self, key: SliceKey) -> bool {
-        self.inner.memory.contains(key)
-            || self.inner.storer.is_pending(key)
-            || self.inner.disk.contains(key)
-    }
-
-    /// Requests in progress now.
-    pub(crate) fn foreground_requests(&self) -> usize {
-        self.inner
-            .foreground
-            .load(std::sync::atomic::Ordering::Relaxed)
+    fn is_stored(&self, key: SliceKey) -> bool {
+        self.inner.tiers.contains(key)
     }
 
     /// Makes and stores slice `key` for a warm-up run (not counted as a request), stopping at
     /// the next slice boundary once `cancel` is set.
-    pub(crate) fn warm_slice(&self, key: SliceKey, cancel: &Cancel) -> Result<()> {
+    fn warm_slice(&self, key: SliceKey, cancel: &Cancel) -> Result<()> {
         let ctx = Ctx {
             cancel: Some(cancel),
             ..Ctx::default()

@@ -1,14 +1,22 @@
 //! Finding and decoding the slices of a stack folder (see [`Stack`]).
 
+mod budget;
 mod decode;
 mod discover;
 mod input;
+mod jpeg;
 mod rows;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+pub use budget::{
+    DECODE_OVERHEAD, DecodeBudgetStats, DecodeReservation, MAX_DEFAULT_DECODE_BUDGET,
+    MIN_DEFAULT_DECODE_BUDGET, decode_budget, decode_budget_stats, default_decode_budget,
+    reserve_decode_memory, set_decode_budget,
+};
 pub(crate) use decode::SliceDecoder;
+pub(crate) use rows::{BAND_BYTES, Band};
 
 use crate::error::{Error, Result};
 use crate::geometry::{LevelInfo, LevelRule};
@@ -54,6 +62,7 @@ pub struct SourceFile {
 
 /// A CT stack: the ordered slice files of one folder, with the first slice's size and type.
 ///
+///
 /// # Discovery
 /// The image files directly in one folder (no recursion) with extension tif, tiff, bmp, png,
 /// jpg or jpeg in any letter case are read as `<prefix><digits>.<ext>`. The stack is the most
@@ -63,13 +72,29 @@ pub struct SourceFile {
 /// sub-folders) is ignored. Gaps in the numbering are allowed and reported by [`Stack::gaps`].
 /// A [`StackPattern`] overrides detection.
 ///
+/// The stack is chosen among regular files (and links to them, inside the folder or not). An
+/// entry of the chosen stack's name pattern (or of an explicit pattern) that is a folder, FIFO,
+/// socket or device, or a link that dangles, loops or leads to one of those, is an error
+/// naming it ([`Error::BadSliceEntry`]), not a gap: skipping it would shift every later slice
+/// by one position. Slice names must be valid UTF-8: when the most common group of image
+/// names is not, opening is refused naming its first file (rename the files); names that are
+/// not UTF-8 outside the chosen stack are ignored like any other group. Every slice is checked
+/// again when it is read: it is opened without blocking (a FIFO swapped in later does not hang
+/// the reader) and refused unless the opened handle is a regular file.
+///
 /// # Decoding
 /// 8- and 16-bit grayscale is kept as it is; RGB and RGBA become luma of the same depth with
 /// weights that sum to one exactly (BT.709, fixed point), so gray stored as RGB stays exactly
 /// gray; gray+alpha keeps the gray channel; 32-bit float grayscale TIFF is kept as `f32`.
 /// Palette BMPs are mapped through their palette's luma (a gray ramp palette costs nothing).
-/// TIFF is decoded with the `tiff` crate directly into the caller's buffer; BMP, PNG and JPEG go
-/// through `image`'s decoders. The format is told by the file's first bytes, not its name.
+/// TIFF is decoded with the `tiff` crate directly into the caller's buffer; BMP and PNG go
+/// through `image`'s decoders, JPEG through `zune-jpeg` in strict mode after checking that the
+/// file reaches its end-of-image marker, so a cut or corrupt JPEG is an error, never a slice
+/// partly filled with gray. The format is told by the file's first bytes, not its name.
+///
+/// # Memory
+/// Every decode reserves the memory it needs from one process-wide budget before allocating
+/// it, and waits while other decodes hold too much of it; see [`set_decode_budget`](crate::set_decode_budget) for what is counted and the default.
 #[derive(Debug, Clone)]
 pub struct Stack {
     dir: PathBuf,
@@ -192,33 +217,30 @@ impl Stack {
         Ok(out)
     }
 
+    /// Source slice `z`'s file.
+    fn file(&self, z: u32) -> Result<&SourceFile> {
+        self.files.get(z as usize).ok_or_else(|| {
+            Error::invalid(
+                "slice index",
+                format!("{z} is outside 0..{}", self.files.len()),
+            )
+        })
+    }
+
     /// A reader that keeps its buffers between slices (use one per thread).
     pub fn reader(&self) -> StackReader<'_> {
-        let ext = self.extension.to_ascii_lowercase();
         StackReader {
             stack: self,
             decoder: SliceDecoder::new(self.max_slice_bytes),
-            by_rows: ext == "tif" || ext == "tiff",
-            bands: [rows::Band::default(), rows::Band::default()],
-            whole: [
-                Slice::zeroed(0, 0, self.info.sample_type),
-                Slice::zeroed(0, 0, self.info.sample_type),
-            ],
         }
     }
 }
 
-/// Decodes slices of one [`Stack`], reusing its file and conversion buffers.
+/// Decodes slices of one [`Stack`], reusing its file buffers. One per thread.
 #[derive(Debug)]
 pub struct StackReader<'a> {
     stack: &'a Stack,
     decoder: SliceDecoder,
-    /// Whether to try reading pairs by rows: the stack is TIFF, and no file so far had to be
-    /// decoded whole.
-    by_rows: bool,
-    bands: [rows::Band; 2],
-    /// Whole decoded slices, for pairs that cannot be read by rows.
-    whole: [Slice; 2],
 }
 
 impl StackReader<'_> {
@@ -227,94 +249,30 @@ impl StackReader<'_> {
     /// # Errors
     /// As [`Stack::read_slice`].
     pub fn read_into(&mut self, z: u32, out: &mut Slice) -> Result<()> {
-        let file = self.stack.files.get(z as usize).ok_or_else(|| {
-            Error::invalid(
-                "slice index",
-                format!("{z} is outside 0..{}", self.stack.files.len()),
-            )
-        })?;
-        self.decoder.decode(&file.path, &self.stack.info, out)
+        let stack = self.stack;
+        let path = &stack.file(z)?.path;
+        self.decoder.decode(path, &stack.info, out)
     }
 
-    /// Makes slice `z` of level 1 into `out` (reusing its allocation): the 2x2x2 reduction of
-    /// source slices `2z` and `2z + 1`, or of `2z` alone when it is the last (see
-    /// [`crate::kernel`]), on this thread.
-    ///
-    /// Uncompressed gray TIFFs in strips are read a band of rows at a time and reduced while
-    /// the band is in cache; other files are decoded whole first. Same result either way.
+    /// Slice `z` as bands of rows read straight from its file, when the file is plain enough
+    /// for it (an uncompressed gray TIFF in strips); `None` otherwise (decode it whole).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for `z` out of range; the decoding errors of either file.
-    pub fn reduce_pair(&mut self, z: u32, out: &mut Slice) -> Result<()> {
-        let depth = self.stack.depth();
-        let first = z.checked_mul(2).filter(|&f| f < depth).ok_or_else(|| {
-            Error::invalid(
-                "level-1 slice",
-                format!("{z} is outside 0..{}", depth.div_ceil(2)),
-            )
-        })?;
-        let second = (first + 1 < depth).then_some(first + 1);
-        if self.by_rows && self.reduce_by_rows(first, second, out)? {
-            return Ok(());
-        }
-        let [a, b] = &mut self.whole;
-        self.decoder
-            .decode(&self.stack.files[first as usize].path, &self.stack.info, a)?;
-        if let Some(second) = second {
-            self.decoder
-                .decode(&self.stack.files[second as usize].path, &self.stack.info, b)?;
-        }
-        crate::kernel::reduce_slices_here(a, second.map(|_| &*b), out)
+    /// The file's decoding errors, [`Error::SizeMismatch`] and
+    /// [`Error::SampleTypeMismatch`] against the first slice.
+    pub(crate) fn rows(&mut self, z: u32) -> Result<Option<rows::Rows>> {
+        let stack = self.stack;
+        self.decoder.rows(&stack.file(z)?.path, &stack.info)
     }
 
-    /// [`StackReader::reduce_pair`] by bands of rows; `false` (nothing done) when a file is
-    /// not plain enough for it.
-    fn reduce_by_rows(&mut self, first: u32, second: Option<u32>, out: &mut Slice) -> Result<bool> {
-        let info = self.stack.info;
-        let path = |z: u32| &self.stack.files[z as usize].path;
-        let Some(mut a) = self.decoder.rows(path(first), &info)? else {
-            self.by_rows = false;
-            return Ok(false);
-        };
-        let mut b = match second {
-            Some(s) => match self.decoder.rows(path(s), &info)? {
-                Some(rows) => Some(rows),
-                None => {
-                    self.by_rows = false;
-                    return Ok(false);
-                }
-            },
-            None => None,
-        };
-        let (width, height) = (info.width as usize, info.height as usize);
-        out.reshape(info.width / 2, info.height / 2, info.sample_type);
-        let row_bytes = width * info.sample_type.bytes();
-        let band = (rows::BAND_BYTES / row_bytes.max(1)).max(2) & !1;
-        let out_row = width / 2;
-        let in_rows = height / 2 * 2;
-        let [band_a, band_b] = &mut self.bands;
-        let mut y = 0;
-        while y < in_rows && out_row > 0 {
-            let n = band.min(in_rows - y);
-            let bytes_a = band_a.bytes(n * row_bytes);
-            a.read(y as u32, n as u32, bytes_a)?;
-            let bytes_b = match &mut b {
-                Some(b) => {
-                    let bytes = band_b.bytes(n * row_bytes);
-                    b.read(y as u32, n as u32, bytes)?;
-                    Some(&*bytes)
-                }
-                None => None,
-            };
-            let rows_out = y / 2 * out_row..(y + n) / 2 * out_row;
-            crate::kernel::reduce_bytes(bytes_a, bytes_b, width, n, out, rows_out);
-            y += n;
-        }
-        self.decoder.count_read(a.file_len());
-        if let Some(b) = &b {
-            self.decoder.count_read(b.file_len());
-        }
-        Ok(true)
+    /// Counts `bytes` of a file read through [`StackReader::rows`].
+    pub(crate) fn count_read(&mut self, bytes: u64) {
+        self.decoder.count_read(bytes);
+    }
+
+    /// The stack this reader reads.
+    pub fn stack(&self) -> &Stack {
+        self.stack
     }
 
     /// Bytes of source files read so far by this reader.

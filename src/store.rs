@@ -1,29 +1,109 @@
-//! The two cache tiers that keep blobs (see [`crate::codec`]): memory and disk.
+//! The cache tiers that keep blobs (see [`crate::codec`]), and [`Tiers`], their one owner.
 //!
 //! - [`MemoryStore`]: compressed blobs under one exact byte budget, evicted by priority (demand
 //!   per level), then least recently used (see [`memory`] for why).
 //! - [`DiskStore`]: one file per blob in a cache folder, written atomically, checked on every
-//!   read, invalidated per source slice through a manifest, and kept under a byte budget.
+//!   read against the sources it must be made from, invalidated per source slice through a
+//!   manifest, and kept under a byte budget.
+//! - Any other [`Tier`] (an object store, say) goes behind the disk: [`Tiers`] asks the tiers
+//!   in order and promotes what a lower tier finds into the ones above it.
+//! - [`Tiers`] owns them all: lookup (memory, the slices waiting to be stored, then each lower
+//!   tier), storing behind the request (background threads encode a generated slice and keep it
+//!   in every tier; until then it is served from a pending map), `contains`, removal, budgets
+//!   and statistics. The pyramid asks it for slices and hands it what it generates, nothing
+//!   else.
 //!
-//! Both tiers hold blobs, never decoded slices: a memory-tier hit costs one LZ4 decode, and the
+//! The tiers hold blobs, never decoded slices: a memory-tier hit costs one LZ4 decode, and the
 //! same budget holds about twice as many 16-bit CT slices as raw buffers would.
 
 pub mod disk;
+mod folder;
 mod manifest;
 pub mod memory;
+mod storer;
+mod tiers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use disk::{DiskMode, DiskOptions, DiskStats, DiskStore, blob_path, default_cache_dir};
-pub use manifest::{Manifest, SourceRecord};
+pub use manifest::{Fingerprint, Manifest, SourceRecord};
 pub use memory::{MemoryStats, MemoryStore};
+pub use tiers::{Hit, Tiers};
 
 pub use crate::codec::Blob;
+use crate::error::Result;
+use crate::geometry::SliceKey;
+
+pub(crate) use folder::{CacheFolder, Entry as FolderEntry};
 
 /// How valuable a blob is to keep in a tier: higher stays longer, equal values go by recency.
-/// See [`MemoryStore::set_priority`] and [`DiskStore::set_priority`].
-pub type PriorityFn = Arc<dyn Fn(crate::geometry::SliceKey) -> f64 + Send + Sync>;
+/// See [`Tier::set_priority`].
+pub type PriorityFn = Arc<dyn Fn(SliceKey) -> f64 + Send + Sync>;
+
+/// A cache tier: a place that keeps blobs by slice key. Memory, disk and (later) object-store
+/// tiers implement it; [`Tiers`] asks them in order.
+///
+/// What every tier promises (checked for each by one contract test, `tests/tier_contract.rs`):
+/// - `get` returns a blob only if it is a sound blob of that key made from the sources the tier
+///   expects (tiers that store outside the process check every read); anything else is a miss,
+///   counted, and removed where the tier may remove it.
+/// - `put` then `get` returns the same bytes, unless the blob alone exceeds the budget (then it
+///   is not kept) or the budget evicted it; `remove` makes it a miss.
+/// - `contains` is `get` without reading or counting (it may say yes to a blob that a later
+///   `get` finds damaged).
+/// - Bytes held stay within the budget (the memory tier exactly; others evict down to a share
+///   of it after a write that passed it); under pressure lower priority goes first, then least
+///   recently used.
+pub trait Tier: Send + Sync + std::fmt::Debug {
+    /// A short name for statistics and warnings: `memory`, `disk`, ...
+    fn name(&self) -> &'static str;
+    /// The blob of `key`, if this tier holds a sound one (counted as a hit or a miss).
+    fn get(&self, key: SliceKey) -> Option<Blob>;
+    /// Keeps `blob` as the blob of `key`, replacing an older one.
+    ///
+    /// # Errors
+    /// A write that failed ([`crate::Error::Io`] naming the place); the tier counts it and
+    /// stays usable.
+    fn put(&self, key: SliceKey, blob: &Blob) -> Result<()>;
+    /// Whether a blob of `key` is held (not read, not counted).
+    fn contains(&self, key: SliceKey) -> bool;
+    /// Drops the blob of `key`, if any.
+    fn remove(&self, key: SliceKey);
+    /// Records that the blob of `key` failed a later check: counted and dropped.
+    fn report_corrupt(&self, key: SliceKey, reason: &str);
+    /// The counters every tier keeps.
+    fn tier_stats(&self) -> TierStats;
+    /// Sets how valuable each blob is to keep under the budget (higher stays longer; ties go by
+    /// recency). Default: every blob 0, so plain least-recently-used.
+    fn set_priority(&self, priority: PriorityFn);
+    /// Warnings about the tier (an unusable place, failed writes), oldest first.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The counters every [`Tier`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TierStats {
+    /// Reads that found a sound blob.
+    pub hits: u64,
+    /// Reads that found none (damaged and stale blobs included).
+    pub misses: u64,
+    /// Damaged or stale blobs found and dropped.
+    pub corrupt: u64,
+    /// Blobs kept.
+    pub writes: u64,
+    /// Blobs dropped to stay within the budget.
+    pub evictions: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Blobs held.
+    pub entries: u64,
+    /// The byte budget.
+    pub budget: Budget,
+}
 
 /// A byte budget as people read it: `unlimited` for `u64::MAX` (the "no budget" value of every
 /// budget setting), else in binary units (`512 MiB`, `1.5 GiB`, `700 B`).

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use lodcache::codec::{self, FilterChoice};
-use lodcache::store::{DiskMode, DiskOptions, DiskStore, Manifest, blob_path};
+use lodcache::store::{Blob, DiskMode, DiskOptions, DiskStore, Manifest, blob_path};
 use lodcache::{LevelInfo, LevelRule, Phantom, Slice, SliceKey, Stack, StreamOptions};
 
 const EDGE: u32 = 4;
@@ -39,7 +39,7 @@ impl Fixture {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest::of(&Stack::open(&self.stack_dir).unwrap(), &rule()).unwrap()
+        Manifest::of(&Stack::open(&self.stack_dir).unwrap()).unwrap()
     }
 
     fn open(&self) -> DiskStore {
@@ -47,15 +47,12 @@ impl Fixture {
     }
 
     fn open_with(&self, options: DiskOptions) -> DiskStore {
-        let stack = Stack::open(&self.stack_dir).unwrap();
-        let levels = stack.levels(&rule()).unwrap();
-        DiskStore::open(&options, &self.manifest(), &levels)
+        DiskStore::open(&options, &self.manifest())
     }
 
     fn fill(&self, store: &DiskStore) {
         for (key, slice) in &self.slices {
-            let blob = codec::encode(slice, *key, FilterChoice::Auto);
-            store.put(*key, &blob).unwrap();
+            store.put(*key, &encode(store, *key, slice)).unwrap();
         }
     }
 
@@ -103,8 +100,14 @@ fn build(stack: &Stack) -> BTreeMap<SliceKey, Slice> {
     out
 }
 
-fn level_of(levels: &[LevelInfo], key: SliceKey) -> LevelInfo {
-    levels[key.level as usize]
+/// The blob of `slice` as `store` expects it: made from the sources it fingerprinted.
+fn encode(store: &DiskStore, key: SliceKey, slice: &Slice) -> Blob {
+    let origin = store.fingerprint().origin(key);
+    codec::encode(slice, key, origin, FilterChoice::Auto)
+}
+
+fn decode(store: &DiskStore, key: SliceKey, blob: &[u8]) -> Slice {
+    codec::decode(blob, &store.fingerprint().id(key).unwrap()).unwrap()
 }
 
 #[test]
@@ -121,8 +124,7 @@ fn blobs_survive_close_and_reopen() {
     assert_eq!(store.stats().invalidated, 0);
     for (key, slice) in &f.slices {
         let blob = store.get(*key).unwrap_or_else(|| panic!("{key} missing"));
-        let back = codec::decode(&blob, &level_of(&f.levels, *key), key.z).unwrap();
-        assert_eq!(&back, slice, "{key}");
+        assert_eq!(&decode(&store, *key, &blob), slice, "{key}");
     }
     let s = store.stats();
     assert_eq!((s.hits, s.misses, s.corrupt), (f.slices.len() as u64, 0, 0));
@@ -217,7 +219,7 @@ fn removed_and_added_source_slices_invalidate_the_tail() {
 }
 
 #[test]
-fn changed_level_rule_or_garbled_manifest_discards_everything() {
+fn garbled_manifest_or_another_format_discards_everything() {
     let f = Fixture::new(9);
     f.fill(&f.open());
     let n = f.slices.len() as u64;
@@ -234,11 +236,13 @@ fn changed_level_rule_or_garbled_manifest_discards_everything() {
     f.fill(&store);
     drop(store);
 
-    let stack = Stack::open(&f.stack_dir).unwrap();
-    let other_rule = LevelRule::default().with_edge(EDGE).with_max_levels(2);
-    let manifest = Manifest::of(&stack, &other_rule).unwrap();
-    let levels = stack.levels(&other_rule).unwrap();
-    let store = DiskStore::open(&DiskOptions::new(&f.cache), &manifest, &levels);
+    // A manifest written for another blob format (an older or newer lodcache).
+    let path = f.cache.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let version = format!("\"format_version\": {}", codec::FORMAT_VERSION);
+    assert!(text.contains(&version), "{text}");
+    std::fs::write(&path, text.replace(&version, "\"format_version\": 1")).unwrap();
+    let store = f.open();
     assert_eq!(store.stats().invalidated, n);
     assert!(f.blob_files().is_empty());
 }
@@ -249,14 +253,14 @@ fn disk_budget_holds_after_many_inserts() {
     let sizes: Vec<usize> = f
         .slices
         .iter()
-        .map(|(k, s)| codec::encode(s, *k, FilterChoice::Auto).len())
+        .map(|(k, s)| codec::encode(s, *k, Default::default(), FilterChoice::Auto).len())
         .collect();
     let total: usize = sizes.iter().sum();
     let budget = (total / 3) as u64;
     let store = f.open_with(DiskOptions::new(&f.cache).with_budget(budget));
     for round in 0..5 {
         for (key, slice) in &f.slices {
-            let blob = codec::encode(slice, *key, FilterChoice::Auto);
+            let blob = encode(&store, *key, slice);
             store.put(*key, &blob).unwrap();
             let s = store.stats();
             assert!(
@@ -288,7 +292,7 @@ fn eviction_keeps_high_priority_blobs_then_recent_ones() {
         .slices
         .iter()
         .filter(|(k, _)| k.level == 2)
-        .map(|(k, s)| codec::encode(s, *k, FilterChoice::Auto).len())
+        .map(|(k, s)| codec::encode(s, *k, Default::default(), FilterChoice::Auto).len())
         .sum();
     let store = f.open_with(DiskOptions::new(&f.cache).with_budget(level2_bytes as u64 * 2));
     store.set_priority(std::sync::Arc::new(
@@ -345,9 +349,7 @@ fn unusable_cache_folder_degrades_to_memory_only() {
         store.warnings()
     );
     let (key, slice) = f.slices.iter().next().unwrap();
-    store
-        .put(*key, &codec::encode(slice, *key, FilterChoice::Auto))
-        .unwrap();
+    store.put(*key, &encode(&store, *key, slice)).unwrap();
     assert!(store.get(*key).is_none());
 }
 
@@ -383,27 +385,21 @@ fn two_stores_on_one_folder_never_see_a_partial_blob() {
     let f = Fixture::new(17);
     let a = f.open();
     let b = f.open();
-    let levels = f.levels.clone();
     std::thread::scope(|s| {
         for (writer, reader) in [(&a, &b), (&b, &a)] {
             let slices = &f.slices;
             s.spawn(move || {
                 for _ in 0..5 {
                     for (key, slice) in slices {
-                        writer
-                            .put(*key, &codec::encode(slice, *key, FilterChoice::Auto))
-                            .unwrap();
+                        writer.put(*key, &encode(writer, *key, slice)).unwrap();
                     }
                 }
             });
-            let levels = &levels;
             s.spawn(move || {
                 for _ in 0..5 {
                     for (key, slice) in slices {
                         if let Some(blob) = reader.get(*key) {
-                            let back =
-                                codec::decode(&blob, &levels[key.level as usize], key.z).unwrap();
-                            assert_eq!(&back, slice);
+                            assert_eq!(&decode(reader, *key, &blob), slice);
                         }
                     }
                 }

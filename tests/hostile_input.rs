@@ -10,9 +10,8 @@
 //! (see [`alone`]) because they measure the process's peak memory.
 //!
 //! Tiny files claiming a plausible size (1 GiB, under the 4 GiB per-slice limit) are refused
-//! without touching that memory when they are uncompressed TIFF; the same claims in BMP, PNG
-//! and deflate TIFF files cost the claimed size in resident memory first. Those two tests are
-//! ignored (one bug, one hardening gap; see their docs) and need about 1 GiB when run.
+//! without touching that memory: uncompressed TIFF and BMP because their rows do not fit in the
+//! file, PNG and deflate TIFF because deflate cannot expand a few bytes that far.
 
 mod common;
 
@@ -495,11 +494,7 @@ fn uncompressed_tiff_claiming_a_gigabyte_in_a_tiny_file_fails_without_touching_i
 }
 
 /// Uncompressed BMP rows take a known number of bytes, so a file shorter than its header
-/// claims can be refused before anything is allocated, as uncompressed TIFF is above. It is
-/// not: the output (and, for 24-bit, a scratch buffer three times larger) is allocated and
-/// zero-filled first, so each such file of about a kilobyte costs seconds and the claimed size
-/// in resident memory (up to the 4 GiB limit, twice over when a pyramid decodes two source
-/// slices at once). Run with `--ignored`; it needs about 1 GiB of free memory.
+/// claims is refused before anything is allocated, as uncompressed TIFF is above.
 #[test]
 fn uncompressed_bmp_claiming_a_gigabyte_in_a_tiny_file_fails_without_touching_it() {
     let _alone = alone();
@@ -518,14 +513,9 @@ fn uncompressed_bmp_claiming_a_gigabyte_in_a_tiny_file_fails_without_touching_it
     ]);
 }
 
-/// Deflate cannot expand data more than about 1032 to 1, so a PNG or deflate TIFF of a few
-/// dozen bytes cannot hold a gigabyte of samples; yet the claimed size is allocated and
-/// zero-filled before decoding starts. Within the documented contract (only sizes above
-/// `Stack::max_slice_bytes` are refused before allocating), hence a gap rather than a bug.
-/// Run with `--ignored`; it needs about 1 GiB of free memory.
+/// Deflate cannot expand data more than 1032 to 1, so a PNG or deflate TIFF of a few dozen
+/// bytes cannot hold a gigabyte of samples: refused before the claimed size is allocated.
 #[test]
-#[ignore = "hardening gap, not a contract violation: src/source/decode.rs:332 (TIFF) and :437 \
-            (PNG) allocate and zero-fill the claimed size before a byte of the stream is read"]
 fn compressed_files_claiming_a_gigabyte_in_a_few_bytes_fail_without_touching_it() {
     let _alone = alone();
     assert_untouched(&[

@@ -11,7 +11,7 @@ use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use lodcache::{Pixels, SampleType, Slice, Stack, StackReader, kernel};
+use lodcache::{PairReducer, Pixels, SampleType, Slice, Stack, kernel};
 
 // ---------------------------------------------------------------------------------------------
 // Random samples
@@ -732,7 +732,7 @@ fn reference(stack: &Stack, z: u32, out: &mut Slice) -> lodcache::Result<()> {
 #[track_caller]
 fn check_pair(
     stack: &Stack,
-    reader: &mut StackReader<'_>,
+    reader: &mut PairReducer<'_>,
     z: u32,
     out: &mut Slice,
     want: &mut Slice,
@@ -840,7 +840,7 @@ fn plain_strip_tiffs_reduce_like_the_kernel() {
                         let s = stack.read_slice(z as u32).unwrap();
                         assert_same(&s, &d.to_slice(w, h), &format!("{what}: decoding {z}"));
                     }
-                    let mut reader = stack.reader();
+                    let mut reader = PairReducer::new(&stack);
                     // Out of order and repeated, so each call starts from another reader state.
                     for z in [0, 1, 2, 0, 2, 1] {
                         check_pair(&stack, &mut reader, z, &mut out, &mut want, &what);
@@ -893,7 +893,7 @@ fn strips_in_reverse_file_order_none_adjacent() {
                         &what,
                     );
                 }
-                let mut reader = stack.reader();
+                let mut reader = PairReducer::new(&stack);
                 for z in [1, 0, 1] {
                     check_pair(&stack, &mut reader, z, &mut out, &mut want, &what);
                 }
@@ -1188,7 +1188,7 @@ fn files_decoded_whole_give_the_same_pairs() {
                             .collect(),
                     ];
                     for zs in orders {
-                        let mut reader = stack.reader();
+                        let mut reader = PairReducer::new(&stack);
                         for z in zs {
                             check_pair(&stack, &mut reader, z, &mut out, &mut want, &what);
                         }
@@ -1222,7 +1222,7 @@ fn png_and_bmp_stacks_reduce_like_the_kernel() {
         }
         let stack = Stack::open(dir.path()).unwrap();
         assert_eq!(stack.depth(), 5);
-        let mut reader = stack.reader();
+        let mut reader = PairReducer::new(&stack);
         for z in [0, 1, 2, 1] {
             let a = stack.read_slice(2 * z).unwrap();
             let b = stack.read_slice(2 * z + 1).ok();
@@ -1242,7 +1242,7 @@ fn slices_out_of_range_are_refused_with_the_range() {
     let dir = tempfile::tempdir().unwrap();
     tif_stack(dir.path(), &Tif::plain(), 8, 6, Kind::U16, 5, 1);
     let stack = Stack::open(dir.path()).unwrap();
-    let mut reader = stack.reader();
+    let mut reader = PairReducer::new(&stack);
     let mut out = Slice::zeroed(0, 0, SampleType::U16);
     for z in [3, 4, 1 << 31, u32::MAX - 1, u32::MAX] {
         let e = reader.reduce_pair(z, &mut out).unwrap_err().to_string();
@@ -1255,7 +1255,7 @@ fn slices_out_of_range_are_refused_with_the_range() {
     let dir = tempfile::tempdir().unwrap();
     tif_stack(dir.path(), &Tif::plain(), 8, 6, Kind::U8, 4, 2);
     let stack = Stack::open(dir.path()).unwrap();
-    let mut reader = stack.reader();
+    let mut reader = PairReducer::new(&stack);
     let e = reader.reduce_pair(2, &mut out).unwrap_err().to_string();
     assert!(e.contains("0..2"), "{e}");
     let mut want = Slice::zeroed(0, 0, SampleType::U8);
@@ -1272,7 +1272,7 @@ fn stacks_of_one_and_two_slices() {
         let dir = tempfile::tempdir().unwrap();
         let data = tif_stack(dir.path(), &Tif::plain(), 7, 5, Kind::U16, depth, 9);
         let stack = Stack::open(dir.path()).unwrap();
-        let mut reader = stack.reader();
+        let mut reader = PairReducer::new(&stack);
         check_pair(&stack, &mut reader, 0, &mut out, &mut want, "tiny");
         let contract = oracle(&data[0], data.get(1), 7, 5).to_slice(3, 2);
         assert_same(&out, &contract, &format!("depth {depth}"));
@@ -1289,14 +1289,14 @@ fn a_slice_over_the_size_limit_is_refused_naming_it() {
     let stack = Stack::open(dir.path())
         .unwrap()
         .with_max_slice_bytes(37 * 23 * 2 - 1);
-    let mut reader = stack.reader();
+    let mut reader = PairReducer::new(&stack);
     let mut out = Slice::zeroed(0, 0, SampleType::U16);
     for z in 0..3 {
         let e = reader.reduce_pair(z, &mut out).unwrap_err().to_string();
         assert!(e.contains(&name(2 * z as usize)), "{e}");
     }
     let stack = stack.with_max_slice_bytes(37 * 23 * 2);
-    let mut reader = stack.reader();
+    let mut reader = PairReducer::new(&stack);
     let mut want = Slice::zeroed(0, 0, SampleType::U16);
     for z in 0..3 {
         check_pair(&stack, &mut reader, z, &mut out, &mut want, "at the limit");
@@ -1318,7 +1318,7 @@ fn a_strip_counted_over_the_size_limit_is_refused_like_a_whole_decode() {
         .unwrap()
         .with_max_slice_bytes(1 << 20);
     assert!(stack.read_slice(0).is_err());
-    let mut reader = stack.reader();
+    let mut reader = PairReducer::new(&stack);
     let mut out = Slice::zeroed(0, 0, SampleType::U16);
     let mut want = Slice::zeroed(0, 0, SampleType::U16);
     for z in 0..3 {
@@ -1385,7 +1385,7 @@ fn a_truncated_file_is_an_error_naming_it() {
                         let file = name(cut_file);
                         // A reader that has already read every pair before the cut.
                         let stack = Stack::open(dir.path()).unwrap();
-                        let mut early = stack.reader();
+                        let mut early = PairReducer::new(&stack);
                         for z in 0..3 {
                             check_pair(&stack, &mut early, z, &mut out, &mut want, &what);
                         }
@@ -1399,7 +1399,7 @@ fn a_truncated_file_is_an_error_naming_it() {
                             }
                         };
                         let cut_pair = cut_file as u32 / 2;
-                        let mut readers = [stack.reader(), stack.reader()];
+                        let mut readers = [PairReducer::new(&stack), PairReducer::new(&stack)];
                         // The second reader reads the other pairs first.
                         for z in (0..3).filter(|&z| z != cut_pair) {
                             check_pair(&stack, &mut readers[1], z, &mut out, &mut want, &what);
@@ -1464,7 +1464,7 @@ fn a_file_of_another_size_or_type_is_an_error_naming_it() {
             fs::write(dir.path().join(name(replaced)), bytes).unwrap();
             let stack = Stack::open(dir.path()).unwrap();
             let what = format!("file {replaced} replaced by a {label} one");
-            let mut reader = stack.reader();
+            let mut reader = PairReducer::new(&stack);
             let pair = replaced as u32 / 2;
             let e = reader
                 .reduce_pair(pair, &mut out)
@@ -1497,7 +1497,7 @@ fn an_empty_or_foreign_file_is_an_error_naming_it() {
             tif_stack(dir.path(), &Tif::plain(), 10, 4, Kind::U8, 5, 11);
             fs::write(dir.path().join(name(replaced)), &bytes).unwrap();
             let stack = Stack::open(dir.path()).unwrap();
-            let mut reader = stack.reader();
+            let mut reader = PairReducer::new(&stack);
             let what = format!("file {replaced} {label}");
             let e = reader
                 .reduce_pair(replaced as u32 / 2, &mut out)
@@ -1535,7 +1535,7 @@ fn bytes_read_grows_by_the_files_of_each_pair() {
         }
         let stack = Stack::open(dir.path()).unwrap();
         let len = |i: usize| fs::metadata(dir.path().join(name(i))).unwrap().len();
-        let mut reader = stack.reader();
+        let mut reader = PairReducer::new(&stack);
         assert_eq!(reader.bytes_read(), 0, "a new reader has read nothing");
         let mut out = Slice::zeroed(0, 0, SampleType::U16);
         let mut total = 0;

@@ -183,7 +183,7 @@ fn single_flight_eight_threads_generate_a_cold_top_slice_once() {
     assert_eq!(s.source_slices, 16, "each source slice decoded once: {s:?}");
     assert_eq!(s.disk.writes, needed);
     assert_eq!(f.blob_files().len() as u64, needed);
-    pyr.memory().run_pending_tasks();
+    pyr.flush();
     assert_eq!(pyr.stats().memory.entries, needed);
     assert_eq!(s.requests[top as usize], 8);
 }
@@ -268,9 +268,11 @@ fn damaged_blob_is_counted_rebuilt_and_rewritten() {
             pyr.warnings()
         );
         let rewritten = std::fs::read(&path).unwrap();
-        codec::verify(&rewritten, &info, key.z)
+        let id = pyr.tiers().fingerprint().id(key).unwrap();
+        assert_eq!(id.level, info);
+        codec::verify(&rewritten, &id)
             .unwrap_or_else(|e| panic!("{key:?}: rewritten blob is not valid: {e}"));
-        let decoded = codec::decode(&rewritten, &info, key.z).unwrap();
+        let decoded = codec::decode(&rewritten, &id).unwrap();
         f.check("rewritten blob", key.level, key.z, &decoded);
         assert_eq!(rewritten.len(), original.len(), "{key:?}: blob length");
         // A further reopen finds it valid.
@@ -519,8 +521,9 @@ fn export_through_the_cache_is_repeatable_and_rebuilds_damaged_blobs() {
     assert_eq!(s.disk.corrupt, 1);
     assert_eq!(s.generated, 1, "only the damaged blob regenerated");
     assert_eq!(s.source_bytes, third.source_bytes);
-    let info = pyr.levels()[2];
-    codec::verify(&std::fs::read(&path).unwrap(), &info, key.z).unwrap();
+    let id = pyr.tiers().fingerprint().id(key).unwrap();
+    assert_eq!(id.level, pyr.levels()[2]);
+    codec::verify(&std::fs::read(&path).unwrap(), &id).unwrap();
 }
 
 #[test]
@@ -555,7 +558,6 @@ fn small_memory_budget_without_disk_regenerates_correct_slices() {
             f.check("small-budget volume", level, z, &v.slice(z).unwrap());
         }
     }
-    pyr.memory().run_pending_tasks();
     pyr.flush();
     let s = pyr.stats();
     assert!(

@@ -256,28 +256,43 @@ fn sub_folders_are_not_searched_nor_taken_for_slices() {
             write(&d.join(sub), &format!("t{i:04}.tif"), b"junk");
         }
     }
-    // A folder named like the next slice is not a slice.
-    std::fs::create_dir(d.join("s0005.tif")).unwrap();
-    std::fs::create_dir(d.join("s0006.tif")).unwrap();
+    // Folders named like slices of another group are not slices either.
+    std::fs::create_dir(d.join("t0001.tif")).unwrap();
     let stack = Stack::open(d).unwrap();
     assert_eq!(indices(&stack), [1, 2, 3, 4]);
     assert!(stack.gaps().is_empty());
+    // A folder named like the next slice of the stack is an error naming it (skipping it
+    // would shift every later slice): see tests/hostile_sources.rs for every kind of entry.
+    std::fs::create_dir(d.join("s0005.tif")).unwrap();
+    let err = Stack::open(d).unwrap_err();
+    assert!(
+        matches!(&err, Error::BadSliceEntry { path, .. } if *path == d.join("s0005.tif")),
+        "{err:?}"
+    );
+    assert_names(&err, &d.join("s0005.tif"));
 }
 
 #[cfg(unix)]
 #[test]
-fn links_to_files_count_and_links_to_folders_do_not() {
+fn links_to_files_count_and_links_to_folders_or_nothing_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let elsewhere = tempfile::tempdir().unwrap();
     slices(d, &["s0001.tif", "s0002.tif"]);
     let target = write(elsewhere.path(), "real.tif", &tiny_tiff());
     std::os::unix::fs::symlink(&target, d.join("s0003.tif")).unwrap();
-    std::os::unix::fs::symlink(elsewhere.path(), d.join("s0004.tif")).unwrap();
-    std::os::unix::fs::symlink(d.join("missing.tif"), d.join("s0005.tif")).unwrap();
     let stack = Stack::open(d).unwrap();
     assert_eq!(indices(&stack), [1, 2, 3]);
     stack.read_slice(2).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), d.join("s0004.tif")).unwrap();
+    let err = Stack::open(d).unwrap_err();
+    assert!(err.to_string().contains("link to a folder"), "{err}");
+    assert_names(&err, &d.join("s0004.tif"));
+    std::fs::remove_file(d.join("s0004.tif")).unwrap();
+    std::os::unix::fs::symlink(d.join("missing.tif"), d.join("s0005.tif")).unwrap();
+    let err = Stack::open(d).unwrap_err();
+    assert!(err.to_string().contains("dangling"), "{err}");
+    assert_names(&err, &d.join("s0005.tif"));
 }
 
 #[test]

@@ -1,13 +1,14 @@
 //! Decoding one slice file into a reusable buffer.
 
 use std::fs::File;
-use std::io::BufRead;
+use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use image::ImageDecoder;
 use tiff::decoder::{Decoder as TiffDecoder, DecodingSampleType};
 
-use super::SliceInfo;
+use super::budget::{DECODE_OVERHEAD, reserve_decode_memory};
+use super::{SliceInfo, jpeg};
 use crate::error::{Error, Result};
 use crate::slice::{Pixels, SampleType, Slice};
 
@@ -68,10 +69,9 @@ struct TiffHeader {
     buffer_len: usize,
 }
 
-/// Decodes slice files, reusing one conversion buffer.
+/// Decodes slice files within the process-wide decode budget ([`super::budget`]).
 #[derive(Debug)]
 pub(crate) struct SliceDecoder {
-    scratch: Vec<u64>,
     max_slice_bytes: u64,
     bytes_read: u64,
     /// Length of the file being decoded.
@@ -164,7 +164,6 @@ fn check_expected(path: &Path, found: SliceInfo, expected: Option<&SliceInfo>) -
 impl SliceDecoder {
     pub(crate) fn new(max_slice_bytes: u64) -> Self {
         SliceDecoder {
-            scratch: Vec::new(),
             max_slice_bytes,
             bytes_read: 0,
             file_len: 0,
@@ -310,8 +309,8 @@ impl SliceDecoder {
     /// Opens `path` with a read buffer of `buffer` bytes, notes its length and tells its
     /// format from its first bytes.
     fn open(&mut self, path: &Path, buffer: usize) -> Result<(Input, Format)> {
-        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        self.file_len = file.metadata().map_or(0, |m| m.len());
+        let (file, len) = open_regular(path)?;
+        self.file_len = len;
         let mut input = Input::with_buffer(file, buffer);
         let head = input
             .fill_buf()
@@ -330,17 +329,9 @@ impl SliceDecoder {
         self.bytes_read += self.file_len;
         match format {
             Format::Tiff => self.tiff(path, input, expected, out),
+            Format::Jpeg => self.jpeg(path, input, expected, out),
             _ => self.other(path, format, input, expected, out),
         }
-    }
-
-    /// Makes the scratch buffer at least `bytes` long and returns it as bytes.
-    fn scratch_bytes(&mut self, bytes: usize) -> &mut [u8] {
-        let words = bytes.div_ceil(8);
-        if self.scratch.len() < words {
-            self.scratch.resize(words, 0);
-        }
-        &mut bytemuck::cast_slice_mut(&mut self.scratch[..])[..bytes]
     }
 
     /// Opens a TIFF and reads what every use needs from its header, checking the size limit
@@ -479,26 +470,52 @@ impl SliceDecoder {
                 ),
             ));
         }
+        let method = match compression {
+            8 | 32946 => Some(("deflate", DEFLATE_MAX_RATIO)),
+            5 => Some(("LZW", LZW_MAX_RATIO)),
+            32773 => Some(("PackBits", PACKBITS_MAX_RATIO)),
+            _ => None,
+        };
+        if let Some((name, ratio)) = method {
+            check_expansion(path, name, ratio, raw, self.file_len)?;
+        }
+        if compression != 1 {
+            chunks_within_file(&mut dec, path, self.file_len)?;
+        }
+
+        let out_bytes = out_len(width, height, sample_type);
+        let direct = layout == Layout::Gray && need == out_bytes;
+        let want = width as usize * height as usize * channels * sample_type.bytes();
+        if !direct && need < want {
+            return Err(Error::decode(
+                path,
+                format!("TIFF layout holds {need} bytes, {want} expected"),
+            ));
+        }
+        // The output, the decoder's buffer of every channel, row buffers and, for JPEG in
+        // TIFF, the compressed chunk, its decoded copy and the JPEG decoder's coefficients.
+        let row = u64::from(width) * (channels * sample_type.bytes()) as u64;
+        let mut working = out_bytes as u64 + 4 * row + DECODE_OVERHEAD;
+        if !direct {
+            working += need as u64;
+        }
+        if compression == 7 {
+            working += self.file_len + 3 * need as u64;
+        }
+        let _reserved = reserve_decode_memory(path, working)?;
 
         out.reshape(width, height, sample_type);
         let read = |dec: &mut TiffDecoder<_>, buf: &mut [u8]| {
             dec.read_image_bytes(buf)
                 .map_err(|e| Error::decode(path, e))
         };
-        if layout == Layout::Gray && need == out.pixels().as_bytes().len() {
+        if direct {
             let bytes = out.pixels_mut().as_bytes_mut();
             read(&mut dec, bytes)?;
             return Ok(info);
         }
-        let want = width as usize * height as usize * channels * sample_type.bytes();
-        if need < want {
-            return Err(Error::decode(
-                path,
-                format!("TIFF layout holds {need} bytes, {want} expected"),
-            ));
-        }
-        let scratch = self.scratch_bytes(need);
-        read(&mut dec, scratch)?;
+        let mut scratch = scratch(need);
+        read(&mut dec, &mut scratch)?;
         convert(&scratch[..want], layout, out);
         Ok(info)
     }
@@ -518,10 +535,9 @@ impl SliceDecoder {
         // Palette BMPs are read as indices and mapped through a luma table here, which costs
         // what reading an 8-bit gray file costs (no expansion to RGB and back).
         let mut palette: Option<[u8; 256]> = None;
-        let mut bmp_rows: Option<(u64, bool)> = None;
+        let mut bmp_rows: Option<(u64, bool, File)> = None;
         let mut dec: Box<dyn ImageDecoder> = match format {
             Format::Png => Box::new(image::codecs::png::PngDecoder::new(cursor).map_err(err)?),
-            Format::Jpeg => Box::new(image::codecs::jpeg::JpegDecoder::new(cursor).map_err(err)?),
             Format::Bmp => {
                 // image's indexed mode is only right for uncompressed 8-bit rows: it copies
                 // packed 1/2/4-bit rows byte for byte and panics on RLE data. Other palette
@@ -546,7 +562,14 @@ impl SliceDecoder {
                     ));
                 }
                 let plain_8_bit = bmp_is_plain_8_bit(head);
-                bmp_rows = bmp8_rows(head).filter(|_| plain_8_bit);
+                if plain_8_bit && let Some((offset, top_down)) = bmp8_rows(head) {
+                    // The rows are read through the same open file (not by its name again).
+                    let file = cursor
+                        .file()
+                        .try_clone()
+                        .map_err(|e| Error::io("opening", path, e))?;
+                    bmp_rows = Some((offset, top_down, file));
+                }
                 let mut d = image::codecs::bmp::BmpDecoder::new(cursor).map_err(err)?;
                 let indexed = d.get_palette().filter(|_| plain_8_bit);
                 if let Some(p) = indexed {
@@ -566,7 +589,9 @@ impl SliceDecoder {
                 }
                 Box::new(d)
             }
-            Format::Tiff => unreachable!("TIFF is decoded by tiff()"),
+            Format::Tiff | Format::Jpeg => {
+                unreachable!("TIFF and JPEG are decoded by tiff() and jpeg()")
+            }
         };
         let (width, height) = dec.dimensions();
         use image::ColorType as C;
@@ -595,7 +620,6 @@ impl SliceDecoder {
         check_expected(path, info, expected)?;
         let Some(out) = out else { return Ok(info) };
         dec.set_limits(limits).map_err(err)?;
-        out.reshape(width, height, sample_type);
         let total = usize::try_from(dec.total_bytes()).unwrap_or(usize::MAX);
         let want = width as usize * height as usize * channels * sample_type.bytes();
         if total != want {
@@ -604,14 +628,42 @@ impl SliceDecoder {
                 format!("decoder wants {total} bytes, {want} expected"),
             ));
         }
+        if format == Format::Png {
+            // Every PNG is deflate-compressed: a file too small to inflate to its rows is cut
+            // or lies about its size, and is refused before anything is allocated.
+            check_expansion(
+                path,
+                "deflate",
+                DEFLATE_MAX_RATIO,
+                want as u64,
+                self.file_len,
+            )?;
+        }
+        // The output, the decoder's buffer of every channel and a few of its rows.
+        let out_bytes = out_len(width, height, sample_type);
+        let row = u64::from(width) * (channels * sample_type.bytes()) as u64;
+        let mut working = out_bytes as u64 + 4 * row + DECODE_OVERHEAD;
+        if layout != Layout::Gray {
+            working += want as u64;
+        }
+        let _reserved = reserve_decode_memory(path, working)?;
+        out.reshape(width, height, sample_type);
         if layout == Layout::Gray {
             let bytes = out.pixels_mut().as_bytes_mut();
             match (bmp_rows, sample_type) {
                 // Uncompressed 8-bit BMP: the rows are read straight into the output, which
                 // costs what an 8-bit TIFF costs (image's decoder copies each row twice).
-                (Some(rows), SampleType::U8) => {
+                (Some((offset, top_down, file)), SampleType::U8) => {
                     drop(dec);
-                    read_bmp8(path, rows, width, height, self.file_len, bytes)?;
+                    read_bmp8(
+                        path,
+                        file,
+                        (offset, top_down),
+                        width,
+                        height,
+                        self.file_len,
+                        bytes,
+                    )?;
                 }
                 _ => dec.read_image_boxed(bytes).map_err(err)?,
             }
@@ -622,11 +674,165 @@ impl SliceDecoder {
             }
             return Ok(info);
         }
-        let scratch = self.scratch_bytes(want);
-        dec.read_image_boxed(scratch).map_err(err)?;
-        convert(scratch, layout, out);
+        let mut scratch = scratch(want);
+        dec.read_image_boxed(&mut scratch).map_err(err)?;
+        convert(&scratch, layout, out);
         Ok(info)
     }
+
+    /// Decodes a JPEG with `zune-jpeg` in strict mode, after checking that the file is whole
+    /// (see [`super::jpeg`]): a cut file, or one whose scans end early or hold corrupt data, is
+    /// an error, never a slice filled in with gray.
+    fn jpeg(
+        &mut self,
+        path: &Path,
+        mut input: Input,
+        expected: Option<&SliceInfo>,
+        out: Option<&mut Slice>,
+    ) -> Result<SliceInfo> {
+        use zune_jpeg::zune_core::bytestream::ZCursor;
+        use zune_jpeg::zune_core::colorspace::ColorSpace as Zcs;
+        use zune_jpeg::zune_core::options::DecoderOptions;
+
+        let frame = jpeg::read_frame(&mut input).map_err(|e| match e {
+            jpeg::HeaderError::Io(e) => Error::io("reading", path, e),
+            jpeg::HeaderError::Format(why) => Error::decode(path, why),
+        })?;
+        // Colour is decoded to RGB (RGBA for four components at most), then to luma.
+        let channels = frame.components.clamp(1, 4) as usize;
+        self.check_limit(path, frame.width, frame.height, channels)?;
+        let info = SliceInfo {
+            width: frame.width,
+            height: frame.height,
+            sample_type: SampleType::U8,
+        };
+        check_expected(path, info, expected)?;
+        // The file is decoded from memory: reserve it, and for a decode also the output, the
+        // decoder's buffer of every channel and its own coefficients or rows.
+        let file_len = self.file_len;
+        let pixels = u64::from(frame.width) * u64::from(frame.height);
+        let mut working = 2 * file_len + DECODE_OVERHEAD;
+        if out.is_some() {
+            working += pixels + frame.working_bytes();
+            if channels > 1 {
+                working += pixels * channels as u64;
+            }
+        }
+        let _reserved = reserve_decode_memory(path, working)?;
+        let mut data = Vec::new();
+        input
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| (&mut input).take(file_len).read_to_end(&mut data))
+            .map_err(|e| Error::io("reading", path, e))?;
+        jpeg::check_complete(&data).map_err(|why| Error::decode(path, why))?;
+
+        let err = |e: zune_jpeg::errors::DecodeErrors| Error::decode(path, e);
+        let options = DecoderOptions::default()
+            .set_strict_mode(true)
+            .set_max_width(usize::MAX)
+            .set_max_height(usize::MAX);
+        let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(&data[..]), options);
+        dec.decode_headers().map_err(err)?;
+        let (w, h) = dec.dimensions().unwrap_or((0, 0));
+        if (w, h) != (frame.width as usize, frame.height as usize) {
+            return Err(Error::decode(
+                path,
+                format!(
+                    "corrupt headers: the frame says {} x {} pixels, the decoder {w} x {h}",
+                    frame.width, frame.height
+                ),
+            ));
+        }
+        let wanted = match dec.input_colorspace() {
+            Some(c @ (Zcs::Luma | Zcs::LumaA | Zcs::RGB | Zcs::RGBA)) => c,
+            // YCbCr, CMYK, YCCK: to RGB, as image does.
+            _ => Zcs::RGB,
+        };
+        dec.set_options(dec.options().jpeg_set_out_colorspace(wanted));
+        let layout = match wanted.num_components() {
+            1 => Layout::Gray,
+            n => Layout::Interleaved(n),
+        };
+        let Some(out) = out else { return Ok(info) };
+        out.reshape(info.width, info.height, SampleType::U8);
+        if layout == Layout::Gray {
+            dec.decode_into(out.pixels_mut().as_bytes_mut())
+                .map_err(err)?;
+            return Ok(info);
+        }
+        let all = dec
+            .output_buffer_size()
+            .ok_or_else(|| Error::decode(path, "no output size after the headers"))?;
+        let mut scratch = scratch(all);
+        dec.decode_into(&mut scratch).map_err(err)?;
+        convert(&scratch, layout, out);
+        Ok(info)
+    }
+}
+
+/// The most a deflate stream expands: 258 bytes from a 1-bit length and a 1-bit distance.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+/// The most a TIFF LZW stream expands: no code shorter than 9 bits stands for more than
+/// 4096 bytes.
+const LZW_MAX_RATIO: u64 = 4096;
+/// The most PackBits expands: 2 bytes stand for at most 128.
+const PACKBITS_MAX_RATIO: u64 = 64;
+
+/// Refuses a compressed file too small to hold `decoded` bytes of samples even at its
+/// method's best ratio (a cut file, or a header that lies), before anything is allocated.
+fn check_expansion(
+    path: &Path,
+    method: &str,
+    ratio: u64,
+    decoded: u64,
+    file_len: u64,
+) -> Result<()> {
+    // Headers and stream framing take bytes of the file too: the bound stays generous.
+    let most = file_len.saturating_mul(ratio).saturating_add(64 << 10);
+    if decoded > most {
+        return Err(Error::decode(
+            path,
+            format!(
+                "truncated or corrupt: its header claims {decoded} bytes of samples, but \
+                 {file_len} bytes of {method} data expand to at most {most}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a TIFF whose strips or tiles reach past the end of the file (a cut file).
+fn chunks_within_file(dec: &mut TiffDecoder<Input>, path: &Path, file_len: u64) -> Result<()> {
+    use tiff::tags::Tag;
+    let err = |e: tiff::TiffError| Error::decode(path, e);
+    for (offsets, counts, what) in [
+        (Tag::StripOffsets, Tag::StripByteCounts, "strip"),
+        (Tag::TileOffsets, Tag::TileByteCounts, "tile"),
+    ] {
+        let (Some(offsets), Some(counts)) = (
+            dec.find_tag_unsigned_vec::<u64>(offsets).map_err(err)?,
+            dec.find_tag_unsigned_vec::<u64>(counts).map_err(err)?,
+        ) else {
+            continue;
+        };
+        for (i, (&offset, &count)) in offsets.iter().zip(&counts).enumerate() {
+            let end = offset.saturating_add(count);
+            if end > file_len {
+                return Err(Error::decode(
+                    path,
+                    format!(
+                        "truncated: {what} {i} ends at byte {end} but the file has {file_len} bytes"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of a `width` x `height` slice of `ty` (within the slice limit, so it fits a usize).
+fn out_len(width: u32, height: u32, ty: SampleType) -> usize {
+    width as usize * height as usize * ty.bytes()
 }
 
 /// Whether a BMP stores one uncompressed byte per pixel (bit count 8, BI_RGB), read from the
@@ -701,13 +907,13 @@ fn bmp8_rows(head: &[u8]) -> Option<(u64, bool)> {
 /// into `dst`, `width` bytes a row.
 fn read_bmp8(
     path: &Path,
+    file: File,
     (offset, top_down): (u64, bool),
     width: u32,
     height: u32,
     file_len: u64,
     dst: &mut [u8],
 ) -> Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
     let stride = (u64::from(width) + 3) & !3;
     let need = offset + stride * u64::from(height);
     if need > file_len {
@@ -719,7 +925,6 @@ fn read_bmp8(
             ),
         ));
     }
-    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let mut input = Input::new(file);
     input
         .seek(SeekFrom::Start(offset))
@@ -735,6 +940,38 @@ fn read_bmp8(
             .map_err(|e| Error::io("reading", path, e))?;
     }
     Ok(())
+}
+
+/// Opens `path` for reading without blocking (a FIFO put in a slice's place must not hang the
+/// reader) and refuses anything but a regular file, asking the opened handle (so the answer
+/// is about the file that is read, even if the name was swapped since the stack was found).
+/// Returns the file and its length.
+pub(super) fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Reads of a regular file never block; the flag only matters for what is refused.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| Error::io("opening", path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io("reading", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::BadSliceEntry {
+            path: path.to_path_buf(),
+            problem: format!("is {}", super::discover::kind(&meta.file_type())),
+        });
+    }
+    Ok((file, meta.len()))
+}
+
+/// A zeroed buffer of `bytes` bytes for the decoders that write all channels (allocated per
+/// decode, inside its reservation, and freed with it).
+fn scratch(bytes: usize) -> Vec<u8> {
+    vec![0; bytes]
 }
 
 /// Converts multi-channel samples (native byte order) into `out`'s gray samples.

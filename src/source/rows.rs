@@ -3,7 +3,7 @@
 //! An uncompressed gray TIFF in strips (what CT reconstruction software writes) holds its
 //! samples in the file as they are. For those files the level-1 reduction does not decode
 //! whole source slices: it reads a band of rows of both files into small cache-resident
-//! buffers and reduces it at once (see [`super::StackReader::reduce_pair`]). The kernel's
+//! buffers and reduces it at once (see `cascade::PairReducer::reduce_pair`). The kernel's
 //! copy out of the page cache then lands in cache instead of in a fresh 8 MiB buffer in DRAM,
 //! and the reduction reads it from there: on the 2-core development VM a 2048^2 16-bit pair
 //! took less than half the time of decoding both slices and reducing them.

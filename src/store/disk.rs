@@ -2,25 +2,43 @@
 //!
 //! # Layout
 //! ```text
-//! <cache>/CACHEDIR.TAG          marks the folder as a cache for backup tools
+//! <cache>/CACHEDIR.TAG          marks the folder as lodcache's (and as a cache, for backup tools)
 //! <cache>/manifest.json         the source fingerprint (see Manifest)
+//! <cache>/demand.json           request statistics (see the pyramid's demand ranking)
 //! <cache>/<level>/<z:06>.blob   one blob per slice of each level >= 1
 //! ```
 //! The cache folder defaults to `<stack>/.lodcache/` (hidden, so stack discovery ignores it);
 //! where the stack folder is not writable, to a per-user folder keyed by the stack's path
 //! ([`default_cache_dir`]).
 //!
-//! # Safety of the data
-//! - Every write goes to a temporary file that is renamed into place, so a reader (in this or
-//!   another process) sees the old blob, the new blob or none, never a part. Temporary files of
+//! # Trust nothing in the folder
+//! - Every blob read is checked ([`crate::codec::verify`]) against the slice it should be: its
+//!   level, index, size and sample type, its checksum, and its **origin**: the stack's identity
+//!   and the fingerprint of exactly the source slices it is made from (see [`Fingerprint`]).
+//!   A blob made from an older version of a source slice (written by another process while
+//!   this one opened the folder, say) or from another stack that shares the folder is refused,
+//!   never returned. A damaged or stale blob is counted, removed and reported as a miss.
+//! - Files are opened without following links and checked to be regular files before they are
+//!   read, and never read past the longest blob their slice can have: a symlink, FIFO, device
+//!   or folder where a blob belongs is a counted miss (and removed, being inside the folder),
+//!   never a hang or a flood. Level folders that are links are never entered. Nothing outside
+//!   the folder is written or deleted (see `folder.rs`).
+//! - lodcache deletes only what it can tell it made: blob files, their temporary files, and its
+//!   own top-level files, in a folder that carries its `CACHEDIR.TAG`. A folder that holds
+//!   other files but no tag, or holds the stack's own slices (`--cache` pointed at the scan),
+//!   is not used at all (with a warning).
+//! - Every write goes to a temporary file renamed into place, so a reader (in this or another
+//!   process) sees the old blob, the new blob or none, never a part. Temporary files of
 //!   writers that are gone are swept on open.
-//! - Every read is checked ([`crate::codec::verify`]); a damaged blob is counted, removed and
-//!   reported as a miss.
 //! - On open the manifest is compared with the stack as it is now. Blobs that depend on a
 //!   changed, added or removed source slice are removed, and only those (slice `i` of level `n`
-//!   depends on source slices `[i * 2^n, (i + 1) * 2^n)`); a different blob format, level rule
-//!   or slice size removes every blob. The manifest is rewritten after the removals, so a crash
-//!   in between repeats them on the next open.
+//!   depends on source slices `[i * 2^n, (i + 1) * 2^n)`); a different blob format, slice size
+//!   or sample type removes every blob. The level rule plays no part: level `n` is level `n`
+//!   whatever the edge, so changing the edge keeps every blob. The manifest is rewritten after
+//!   the removals, so a crash in between repeats them on the next open.
+//! - When another process rewrites the manifest for a changed stack (or another stack takes the
+//!   folder over), this process stops reading and writing the folder, with a warning, and
+//!   serves from memory and by generating; reopening the pyramid uses the folder again.
 //! - A cache folder that cannot be written is used read-only when its manifest matches the
 //!   stack, and not at all otherwise; either way with a warning ([`DiskStore::warnings`]) and
 //!   never as an error: lodcache then caches in memory only.
@@ -30,26 +48,36 @@
 //! it: lowest priority first (see [`DiskStore::set_priority`]; demand statistics plug in
 //! there), then least recently used. Recency starts from the files' modification times.
 //! Each process enforces the budget over the blobs it knows of (those present when it opened
-//! and those it read or wrote since).
+//! and those it read or wrote since). Blobs of levels that the current level rule does not
+//! have count like any other.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use super::manifest::{Invalidation, Manifest};
-use super::{Blob, Counter, PriorityFn};
-use crate::codec;
+use super::folder::{CacheFolder, Entry as FolderEntry, is_stale, is_temp_of};
+use super::manifest::{Fingerprint, Invalidation, Manifest};
+use super::{Blob, Budget, Counter, PriorityFn, Tier, TierStats};
+use crate::codec::{self, BlobError};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::geometry::{LevelInfo, SliceKey};
+use crate::geometry::SliceKey;
 
 /// Name of the default cache folder inside the stack folder.
 pub const CACHE_FOLDER: &str = ".lodcache";
-const MANIFEST: &str = "manifest.json";
+/// The manifest's file name.
+pub(crate) const MANIFEST: &str = "manifest.json";
+/// The tag's file name.
+pub(crate) const TAG: &str = "CACHEDIR.TAG";
 const BLOB_EXT: &str = "blob";
+/// The files lodcache keeps at the top of a cache folder (their temporary files are swept).
+pub(crate) const TOP_FILES: [&str; 4] = [TAG, MANIFEST, "demand.json", "demand.lock"];
 /// Temporary files older than this are stale even if their pid is in use (pids get reused).
 const TEMP_MAX_AGE: Duration = Duration::from_secs(3600);
+/// The tag's first line, as the Cache Directory Tagging Specification wants it.
+const TAG_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 const CACHEDIR_TAG: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file marks a lodcache cache folder: everything here can be rebuilt from the stack.\n";
 
@@ -64,9 +92,9 @@ pub struct DiskOptions {
 
 impl DiskOptions {
     /// Options for the cache folder `dir` with no budget.
-    pub fn new(dir: impl Into<PathBuf>) -> DiskOptions {
+    pub fn new(dir: impl AsRef<Path>) -> DiskOptions {
         DiskOptions {
-            dir: dir.into(),
+            dir: dir.as_ref().to_path_buf(),
             budget: u64::MAX,
         }
     }
@@ -97,10 +125,14 @@ pub enum DiskMode {
 pub struct DiskStats {
     /// Reads that found a valid blob.
     pub hits: u64,
-    /// Reads that found none (damaged blobs included).
+    /// Reads that found none (damaged and stale blobs included).
     pub misses: u64,
-    /// Damaged blobs found (and removed where the folder is writable).
+    /// Damaged blobs found (and removed where the folder is writable): failed checks, and
+    /// entries that are not regular files.
     pub corrupt: u64,
+    /// Sound blobs made from other sources found (an older version of a source slice, or
+    /// another stack's), and removed.
+    pub stale: u64,
     /// Blobs written.
     pub writes: u64,
     /// Writes that failed.
@@ -114,7 +146,7 @@ pub struct DiskStats {
     /// Blobs known to be on disk.
     pub blobs: u64,
     /// The byte budget.
-    pub budget: super::Budget,
+    pub budget: Budget,
     /// How the folder is used.
     pub mode: DiskMode,
 }
@@ -124,6 +156,7 @@ struct Counters {
     hits: Counter,
     misses: Counter,
     corrupt: Counter,
+    stale: Counter,
     writes: Counter,
     write_errors: Counter,
     evictions: Counter,
@@ -131,14 +164,14 @@ struct Counters {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct IndexEntry {
     bytes: u64,
     last_used: u64,
 }
 
 #[derive(Debug, Default)]
 struct Index {
-    entries: HashMap<SliceKey, Entry>,
+    entries: HashMap<SliceKey, IndexEntry>,
     bytes: u64,
     clock: u64,
 }
@@ -146,7 +179,7 @@ struct Index {
 impl Index {
     fn touch(&mut self, key: SliceKey, bytes: u64) {
         self.clock += 1;
-        let entry = Entry {
+        let entry = IndexEntry {
             bytes,
             last_used: self.clock,
         };
@@ -165,20 +198,21 @@ impl Index {
 
 struct Inner {
     dir: PathBuf,
+    folder: Option<CacheFolder>,
     mode: DiskMode,
-    levels: Vec<LevelInfo>,
+    fingerprint: Fingerprint,
     budget: u64,
     index: Mutex<Index>,
     counters: Counters,
     warnings: Mutex<Vec<String>>,
     priority: RwLock<Option<PriorityFn>>,
-    /// Fault injection: every write fails while set (see [`DiskStore::inject_write_errors`]).
-    fail_writes: std::sync::atomic::AtomicBool,
+    /// Fault injection: every write fails while set (see `DiskStore::inject_write_errors`).
+    fail_writes: AtomicBool,
     /// The manifest this store vouches for, and the last seen identity of its file.
-    manifest: Option<Manifest>,
+    manifest: Mutex<Option<Manifest>>,
     manifest_seen: Mutex<Option<FileStamp>>,
-    /// Set once another open rewrote the manifest for a changed stack: writes stop.
-    superseded: std::sync::atomic::AtomicBool,
+    /// Set once another open rewrote the manifest for a changed stack: reads and writes stop.
+    superseded: AtomicBool,
 }
 
 /// What tells a file's versions apart without reading it: size, modification time, inode.
@@ -190,7 +224,7 @@ struct FileStamp {
 }
 
 fn stamp(path: &Path) -> Option<FileStamp> {
-    let meta = std::fs::metadata(path).ok()?;
+    let meta = std::fs::symlink_metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
     #[cfg(not(unix))]
@@ -216,7 +250,7 @@ impl std::fmt::Debug for DiskStore {
         f.debug_struct("DiskStore")
             .field("dir", &self.inner.dir)
             .field("mode", &self.inner.mode)
-            .field("budget", &super::Budget(self.inner.budget))
+            .field("budget", &Budget(self.inner.budget))
             .finish()
     }
 }
@@ -227,8 +261,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The file of blob `key` in cache folder `dir`: `<dir>/<level>/<z:06>.blob`.
 pub fn blob_path(dir: &Path, key: SliceKey) -> PathBuf {
-    dir.join(key.level.to_string())
-        .join(format!("{:06}.{BLOB_EXT}", key.z))
+    dir.join(key.level.to_string()).join(blob_name(key.z))
+}
+
+fn blob_name(z: u32) -> String {
+    format!("{z:06}.{BLOB_EXT}")
+}
+
+/// The slice number of a blob file name `<z:06>.blob` (six digits or more, as written).
+fn blob_z(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".blob")?;
+    (stem.len() >= 6 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+}
+
+/// The level number of a level folder name (digits, no leading zero).
+fn level_number(name: &str) -> Option<u32> {
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_digit())
+        && (name == "0" || !name.starts_with('0'));
+    ok.then(|| name.parse().ok()).flatten()
 }
 
 /// The cache folder lodcache uses for the stack in `stack_dir` when none is given:
@@ -279,143 +332,189 @@ fn can_write_in(dir: &Path) -> bool {
 /// One blob file found on disk.
 struct Found {
     key: SliceKey,
-    path: PathBuf,
     bytes: u64,
     modified: SystemTime,
 }
 
-/// Every `<level>/<z>.blob` under `dir`, sweeping stale temporary files on the way.
-fn scan(dir: &Path, sweep: bool) -> Vec<Found> {
-    let mut found = Vec::new();
-    let Ok(top) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for level_entry in top.flatten() {
-        let level_path = level_entry.path();
-        if sweep && fsutil::is_stale_temp(&level_path, Some(TEMP_MAX_AGE)) {
-            let _ = std::fs::remove_file(&level_path);
-            continue;
-        }
-        let Some(level) = level_entry
-            .file_name()
-            .to_str()
-            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(files) = std::fs::read_dir(&level_path) else {
-            continue;
-        };
-        for file in files.flatten() {
-            let path = file.path();
-            if sweep && fsutil::is_stale_temp(&path, Some(TEMP_MAX_AGE)) {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let z = path
-                .extension()
-                .filter(|e| *e == BLOB_EXT)
-                .and_then(|_| path.file_stem())
-                .and_then(|s| s.to_str())
-                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u32>().ok());
-            let (Some(z), Ok(meta)) = (z, file.metadata()) else {
-                continue;
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            found.push(Found {
-                key: SliceKey::new(level, z),
-                path,
-                bytes: meta.len(),
-                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            });
-        }
-    }
-    found
+/// What a folder's top level says about who made it.
+struct Survey {
+    /// It carries lodcache's tag.
+    tagged: bool,
+    /// It holds nothing but what lodcache names its files (a folder made by a process killed
+    /// before it wrote the tag: level folders of blobs, the manifest, temporary files).
+    lodcache_shaped: bool,
+    /// One of the stack's own slices, if the folder holds one.
+    holds_source: Option<String>,
 }
 
-fn remove_blob(path: &Path) -> bool {
-    match std::fs::remove_file(path) {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+fn survey(folder: &CacheFolder, manifest: &Manifest) -> Survey {
+    let listing = folder.list(None).unwrap_or_default();
+    let tagged = matches!(
+        folder.read(None, TAG, 4096),
+        Ok(FolderEntry::File(bytes)) if bytes.starts_with(TAG_SIGNATURE)
+    );
+    let sources: std::collections::HashSet<&str> =
+        manifest.sources.iter().map(|s| s.name.as_str()).collect();
+    let top_file = |name: &str| {
+        TOP_FILES.contains(&name)
+            || is_temp_of(name, |t| TOP_FILES.contains(&t))
+            || name.starts_with(".lodcache-probe")
+    };
+    let blob_file =
+        |name: &str| blob_z(name).is_some() || is_temp_of(name, |t| blob_z(t).is_some());
+    let lodcache_shaped = listing.iter().all(|e| {
+        (e.is_file && top_file(&e.name))
+            || (e.is_dir
+                && level_number(&e.name).is_some()
+                && folder
+                    .list(Some(&e.name))
+                    .is_ok_and(|files| files.iter().all(|f| f.is_file && blob_file(&f.name))))
+    });
+    Survey {
+        tagged,
+        lodcache_shaped,
+        holds_source: listing
+            .iter()
+            .find(|e| sources.contains(e.name.as_str()))
+            .map(|e| e.name.clone()),
     }
 }
 
 impl DiskStore {
-    /// Opens (creating if needed) the cache folder of `options` for a pyramid of `levels`
-    /// (level 0 first) whose sources are fingerprinted by `manifest`.
+    /// Opens (creating if needed) the cache folder of `options` for the stack whose sources
+    /// `manifest` describes.
     ///
-    /// Never fails: a folder that cannot be created or written degrades the tier (see
+    /// Never fails: a folder that cannot be created, written or trusted degrades the tier (see
     /// [`DiskMode`]) with a warning. Blobs invalidated by source changes are removed here.
-    pub fn open(options: &DiskOptions, manifest: &Manifest, levels: &[LevelInfo]) -> DiskStore {
+    pub fn open(options: &DiskOptions, manifest: &Manifest) -> DiskStore {
+        DiskStore::open_with(options, manifest, Fingerprint::of(manifest))
+    }
+
+    /// [`DiskStore::open`] checking blobs against `fingerprint` (shared with other tiers).
+    pub(crate) fn open_with(
+        options: &DiskOptions,
+        manifest: &Manifest,
+        fingerprint: Fingerprint,
+    ) -> DiskStore {
         let dir = options.dir.clone();
         let mut warnings = Vec::new();
         let mut mode = DiskMode::ReadWrite;
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            warnings.push(format!(
-                "cache folder {} cannot be created ({e}); caching in memory only",
-                dir.display()
-            ));
-            mode = DiskMode::Disabled;
-        } else if !can_write_in(&dir) {
+        let folder = match CacheFolder::open(&dir, true) {
+            Ok(f) => Some(f),
+            Err(e) => match CacheFolder::open(&dir, false) {
+                // It exists but we cannot create in its parent: maybe read-only.
+                Ok(f) => Some(f),
+                Err(_) => {
+                    warnings.push(format!(
+                        "cache folder {dir:?} cannot be created or opened ({e}); caching in \
+                         memory only"
+                    ));
+                    mode = DiskMode::Disabled;
+                    None
+                }
+            },
+        };
+        if folder.is_some() && !can_write_in(&dir) {
             mode = DiskMode::ReadOnly;
         }
-        let writable = mode == DiskMode::ReadWrite;
+        // The folder must be ours, or empty, and must not be the scan itself.
+        if let Some(f) = &folder {
+            let s = survey(f, manifest);
+            let refusal = if let Some(name) = s.holds_source {
+                Some(format!(
+                    "cache folder {dir:?} holds the stack's slice {name:?}: a cache folder must \
+                     not be the scan's folder; not using it, caching in memory only"
+                ))
+            } else if !s.tagged && !s.lodcache_shaped {
+                Some(format!(
+                    "cache folder {dir:?} holds files lodcache did not make (it has no \
+                     {TAG}); choose an empty or new folder. Not using it, caching in memory only"
+                ))
+            } else {
+                None
+            };
+            if let Some(w) = refusal {
+                warnings.push(w);
+                mode = DiskMode::Disabled;
+            } else if mode == DiskMode::ReadWrite
+                && !s.tagged
+                && let Err(e) = f.write_atomic(None, TAG, CACHEDIR_TAG)
+            {
+                warnings.push(format!(
+                    "cache folder {dir:?} cannot be written ({e}); caching in memory only"
+                ));
+                mode = DiskMode::Disabled;
+            }
+        }
+        let folder = folder.filter(|_| mode != DiskMode::Disabled);
         let counters = Counters::default();
-        let mut found = if mode == DiskMode::Disabled {
-            Vec::new()
-        } else {
-            scan(&dir, writable)
+        let mut found = match &folder {
+            Some(f) => scan(f, mode == DiskMode::ReadWrite, &mut warnings),
+            None => Vec::new(),
         };
 
         let manifest_path = dir.join(MANIFEST);
-        let invalidation = match Manifest::load(&manifest_path) {
-            Ok(Some(old)) => old.invalidated_by(manifest, levels),
+        let levels = fingerprint.levels();
+        let old = match &folder {
+            Some(f) => match f.read(None, MANIFEST, MAX_MANIFEST_BYTES) {
+                Ok(FolderEntry::File(bytes)) => Manifest::from_bytes(&bytes, &manifest_path),
+                Ok(FolderEntry::Missing) => Ok(None),
+                Ok(FolderEntry::TooLong(n)) => Err(Error::decode(
+                    &manifest_path,
+                    format!("{n} bytes, too long for a manifest"),
+                )),
+                Ok(FolderEntry::NotRegular(what)) => Err(Error::decode(
+                    &manifest_path,
+                    format!("{what}, not a manifest file"),
+                )),
+                Err(e) => Err(Error::io("reading", &manifest_path, e)),
+            },
+            None => Ok(None),
+        };
+        let had_manifest = matches!(old, Ok(Some(_)));
+        let invalidation = match old {
+            Ok(Some(old)) => old.invalidated_by(manifest, &levels),
             Ok(None) if found.is_empty() => Invalidation::None,
+            // A manifest of an older layout: its blobs were made by an older format.
+            Ok(None) if had_old_layout(folder.as_ref()) => {
+                Invalidation::All("a cache of an older lodcache version".into())
+            }
             Ok(None) => Invalidation::All("the folder has blobs but no manifest".into()),
-            Err(e) if mode == DiskMode::Disabled => Invalidation::All(e.to_string()),
             Err(e) => {
-                warnings.push(format!("{e}; discarding the cached blobs"));
+                if mode != DiskMode::Disabled {
+                    warnings.push(format!("{e}; discarding the cached blobs"));
+                }
                 Invalidation::All(e.to_string())
             }
         };
         if mode == DiskMode::ReadOnly {
-            if invalidation == Invalidation::None && manifest_path.is_file() {
+            if invalidation == Invalidation::None && had_manifest {
                 warnings.push(format!(
-                    "cache folder {} is read-only: reading cached blobs, new ones are kept in \
-                     memory only",
-                    dir.display()
+                    "cache folder {dir:?} is read-only: reading cached blobs, new ones are kept \
+                     in memory only"
                 ));
             } else {
                 warnings.push(format!(
-                    "cache folder {} is read-only and does not match the stack; caching in \
-                     memory only",
-                    dir.display()
+                    "cache folder {dir:?} is read-only and does not match the stack; caching in \
+                     memory only"
                 ));
                 mode = DiskMode::Disabled;
                 found.clear();
             }
         }
 
-        if mode == DiskMode::ReadWrite {
+        if mode == DiskMode::ReadWrite
+            && let Some(f) = &folder
+        {
             let doomed = |key: &SliceKey| match &invalidation {
                 Invalidation::None => false,
                 Invalidation::All(_) => true,
                 Invalidation::Some(keys) => keys.contains(key),
             };
-            let out_of_range = |key: &SliceKey| {
-                key.level == 0
-                    || levels
-                        .get(key.level as usize)
-                        .is_none_or(|l| key.z >= l.depth)
-            };
-            found.retain(|f| {
-                let invalid = doomed(&f.key);
-                if invalid || out_of_range(&f.key) {
-                    if remove_blob(&f.path) && invalid {
+            found.retain(|b| {
+                if doomed(&b.key) {
+                    // Made for the stack the old manifest describes: ours to remove.
+                    if remove_blob(f, b.key) {
                         counters.invalidated.incr();
                     }
                     return false;
@@ -423,44 +522,51 @@ impl DiskStore {
                 true
             });
             if let Invalidation::All(reason) = &invalidation {
-                log::info!("lodcache: cache {} reset: {reason}", dir.display());
+                log::info!("lodcache: cache {dir:?} reset: {reason}");
             }
-            let current = Manifest::load(&manifest_path).ok().flatten();
-            let stale = current.as_ref() != Some(manifest);
-            if stale && let Err(e) = fsutil::write_atomic(&manifest_path, &manifest.to_bytes()) {
-                warnings.push(format!("{e}; caching in memory only"));
+            let current = match f.read(None, MANIFEST, MAX_MANIFEST_BYTES) {
+                Ok(FolderEntry::File(bytes)) => {
+                    Manifest::from_bytes(&bytes, &manifest_path).ok().flatten()
+                }
+                _ => None,
+            };
+            if current.as_ref() != Some(manifest)
+                && let Err(e) = f.write_atomic(None, MANIFEST, &manifest.to_bytes())
+            {
+                warnings.push(format!(
+                    "writing {manifest_path:?}: {e}; caching in memory only"
+                ));
                 mode = DiskMode::Disabled;
                 found.clear();
             }
-            let tag = dir.join("CACHEDIR.TAG");
-            if mode == DiskMode::ReadWrite && !tag.exists() {
-                let _ = fsutil::write_atomic(&tag, CACHEDIR_TAG);
-            }
         }
 
+        // Files named like slices this stack does not have are left alone and not counted.
+        found.retain(|b| fingerprint.level(b.key).is_some());
         // Oldest first, so that recency order starts as modification order.
-        found.sort_by_key(|f| f.modified);
+        found.sort_by_key(|b| b.modified);
         let mut index = Index::default();
-        for f in &found {
-            index.touch(f.key, f.bytes);
+        for b in &found {
+            index.touch(b.key, b.bytes);
         }
         for w in &warnings {
             log::warn!("lodcache: {w}");
         }
         let store = DiskStore {
             inner: Arc::new(Inner {
+                folder: folder.filter(|_| mode != DiskMode::Disabled),
+                manifest_seen: Mutex::new(stamp(&manifest_path)),
                 dir,
                 mode,
-                levels: levels.to_vec(),
+                fingerprint,
                 budget: options.budget,
                 index: Mutex::new(index),
                 counters,
                 warnings: Mutex::new(warnings),
                 priority: RwLock::new(None),
-                fail_writes: std::sync::atomic::AtomicBool::new(false),
-                manifest_seen: Mutex::new(stamp(&manifest_path)),
-                manifest: Some(manifest.clone()),
-                superseded: std::sync::atomic::AtomicBool::new(false),
+                fail_writes: AtomicBool::new(false),
+                manifest: Mutex::new(Some(manifest.clone())),
+                superseded: AtomicBool::new(false),
             }),
         };
         store.enforce_budget();
@@ -469,20 +575,36 @@ impl DiskStore {
 
     /// A disk tier that keeps nothing (memory-only caching, chosen by the caller: no warning).
     pub fn disabled() -> DiskStore {
+        let empty = Manifest {
+            manifest_version: 0,
+            format_version: codec::FORMAT_VERSION,
+            stack: String::new(),
+            prefix: String::new(),
+            extension: String::new(),
+            width: 1,
+            height: 1,
+            sample_type: "u8".into(),
+            sources: Vec::new(),
+        };
+        DiskStore::disabled_with(Fingerprint::of(&empty))
+    }
+
+    pub(crate) fn disabled_with(fingerprint: Fingerprint) -> DiskStore {
         DiskStore {
             inner: Arc::new(Inner {
                 dir: PathBuf::new(),
+                folder: None,
                 mode: DiskMode::Disabled,
-                levels: Vec::new(),
+                fingerprint,
                 budget: 0,
                 index: Mutex::new(Index::default()),
                 counters: Counters::default(),
                 warnings: Mutex::new(Vec::new()),
                 priority: RwLock::new(None),
-                fail_writes: std::sync::atomic::AtomicBool::new(false),
-                manifest: None,
+                fail_writes: AtomicBool::new(false),
+                manifest: Mutex::new(None),
                 manifest_seen: Mutex::new(None),
-                superseded: std::sync::atomic::AtomicBool::new(false),
+                superseded: AtomicBool::new(false),
             }),
         }
     }
@@ -492,12 +614,26 @@ impl DiskStore {
         &self.inner.dir
     }
 
+    /// What blobs are checked against (shared with the other tiers).
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.inner.fingerprint
+    }
+
     /// How the folder is used.
     pub fn mode(&self) -> DiskMode {
         self.inner.mode
     }
 
-    /// Warnings about the folder (read-only, unreadable manifest, failed writes), oldest first.
+    /// The folder, while it may be read.
+    fn readable(&self) -> Option<&CacheFolder> {
+        if self.inner.superseded.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.inner.folder.as_ref()
+    }
+
+    /// Warnings about the folder (read-only, untrusted, unreadable manifest, failed writes),
+    /// oldest first.
     pub fn warnings(&self) -> Vec<String> {
         lock(&self.inner.warnings).clone()
     }
@@ -521,58 +657,66 @@ impl DiskStore {
             .unwrap_or_else(PoisonError::into_inner) = Some(priority);
     }
 
-    fn level(&self, key: SliceKey) -> Option<&LevelInfo> {
-        self.inner
-            .levels
-            .get(key.level as usize)
-            .filter(|l| key.level > 0 && key.z < l.depth)
-    }
-
-    /// The blob of `key` if a valid one is on disk. A damaged blob is counted, removed and
-    /// reported as a miss.
+    /// The blob of `key` if a valid one is on disk. A damaged blob, a blob made from other
+    /// sources and an entry that is not a regular file are counted, removed and reported as a
+    /// miss.
     pub fn get(&self, key: SliceKey) -> Option<Blob> {
         let counters = &self.inner.counters;
-        let Some(level) = self
-            .level(key)
-            .filter(|_| self.inner.mode != DiskMode::Disabled)
-        else {
+        let (Some(folder), Some(id)) = (self.readable(), self.inner.fingerprint.id(key)) else {
             counters.misses.incr();
             return None;
         };
-        let path = blob_path(&self.inner.dir, key);
-        // A file larger than any blob of this slice can be is not read into memory at all.
-        let longest = codec::max_blob_len(level);
-        if let Ok(meta) = std::fs::metadata(&path)
-            && meta.is_file()
-            && meta.len() > longest
-        {
-            let reason = format!(
-                "{} bytes, more than a blob of it can hold ({longest})",
-                meta.len()
-            );
-            self.discard_corrupt(key, &path, &reason);
+        if !self.manifest_still_ours() {
             counters.misses.incr();
             return None;
         }
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let sub = key.level.to_string();
+        let path = blob_path(&self.inner.dir, key);
+        // A file larger than any blob of this slice can be is not read into memory at all.
+        let longest = codec::max_blob_len(&id.level);
+        let bytes = match folder.read(Some(&sub), &blob_name(key.z), longest) {
+            Ok(FolderEntry::File(b)) => b,
+            Ok(FolderEntry::Missing) => {
+                lock(&self.inner.index).forget(key);
+                counters.misses.incr();
+                return None;
+            }
+            Ok(FolderEntry::TooLong(n)) => {
+                let reason = format!("{n} bytes, more than a blob of it can hold ({longest})");
+                self.discard(key, &path, &reason, false);
+                counters.misses.incr();
+                return None;
+            }
+            Ok(FolderEntry::NotRegular(what)) => {
+                self.discard(key, &path, &format!("{what}, not a blob file"), false);
+                counters.misses.incr();
+                return None;
+            }
             Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    self.warn(format!("reading {}: {e}", path.display()));
-                }
+                self.warn(format!("reading {path:?}: {e}"));
                 lock(&self.inner.index).forget(key);
                 counters.misses.incr();
                 return None;
             }
         };
-        match codec::verify(&bytes, level, key.z) {
+        match codec::verify(&bytes, &id) {
             Ok(_) => {
                 lock(&self.inner.index).touch(key, bytes.len() as u64);
                 counters.hits.incr();
                 Some(bytes.into())
             }
+            Err(e @ BlobError::Origin { .. }) => {
+                // Sound, but made from other sources. If the folder is still ours, the blob is
+                // stale (made before a source changed): drop it. If another process took the
+                // folder over, it may be that process's: leave it, and stop using the folder.
+                if self.manifest_still_ours() {
+                    self.discard(key, &path, &e.to_string(), true);
+                }
+                counters.misses.incr();
+                None
+            }
             Err(e) => {
-                self.discard_corrupt(key, &path, &e.to_string());
+                self.discard(key, &path, &e.to_string(), false);
                 counters.misses.incr();
                 None
             }
@@ -582,19 +726,30 @@ impl DiskStore {
     /// Records that the blob of `key` is damaged (found by a later decode): counted and removed.
     pub fn report_corrupt(&self, key: SliceKey, reason: &str) {
         let path = blob_path(&self.inner.dir, key);
-        self.discard_corrupt(key, &path, reason);
+        self.discard(key, &path, reason, false);
     }
 
-    fn discard_corrupt(&self, key: SliceKey, path: &Path, reason: &str) {
-        self.inner.counters.corrupt.incr();
-        lock(&self.inner.index).forget(key);
-        if self.inner.mode == DiskMode::ReadWrite {
-            let _ = std::fs::remove_file(path);
+    fn discard(&self, key: SliceKey, path: &Path, reason: &str, stale: bool) {
+        if stale {
+            self.inner.counters.stale.incr();
+        } else {
+            self.inner.counters.corrupt.incr();
         }
-        self.warn(format!(
-            "damaged cache blob {} ({reason}): removed, will be rebuilt",
-            path.display()
-        ));
+        lock(&self.inner.index).forget(key);
+        if self.inner.mode == DiskMode::ReadWrite
+            && let Some(f) = self.readable()
+        {
+            remove_blob(f, key);
+        }
+        if stale {
+            log::info!(
+                "lodcache: cache blob {path:?} was made from other sources ({reason}): removed, will be rebuilt"
+            );
+        } else {
+            self.warn(format!(
+                "damaged cache blob {path:?} ({reason}): removed, will be rebuilt"
+            ));
+        }
     }
 
     /// Writes the blob of `key` (atomically; replaces an older one). Does nothing when the
@@ -606,38 +761,27 @@ impl DiskStore {
         if self.inner.mode != DiskMode::ReadWrite || blob.len() as u64 > self.inner.budget {
             return Ok(());
         }
-        if self.level(key).is_none() {
+        if self.inner.fingerprint.level(key).is_none() {
             return Err(Error::invalid(
                 "blob key",
-                format!("{key} is outside the pyramid's cached levels"),
+                format!("{key} is outside the stack's levels"),
             ));
         }
+        let Some(folder) = self.readable() else {
+            return Ok(());
+        };
         if !self.manifest_still_ours() {
             return Ok(());
         }
         let path = blob_path(&self.inner.dir, key);
-        let injected = self
-            .inner
-            .fail_writes
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let written = if injected {
-            Err(Error::io(
-                "writing",
-                &path,
-                std::io::Error::other("injected write error (fault test)"),
-            ))
+        let written = if self.inner.fail_writes.load(Ordering::Relaxed) {
+            Err(std::io::Error::other("injected write error (fault test)"))
         } else {
-            Ok(())
+            folder.write_atomic(Some(&key.level.to_string()), &blob_name(key.z), blob)
         };
-        let written = written.and_then(|()| {
-            path.parent()
-                .map_or(Ok(()), |p| {
-                    std::fs::create_dir_all(p).map_err(|e| Error::io("creating", p, e))
-                })
-                .and_then(|()| fsutil::write_atomic(&path, blob))
-        });
         if let Err(e) = written {
             self.inner.counters.write_errors.incr();
+            let e = Error::io("writing", &path, e);
             self.warn(e.to_string());
             return Err(e);
         }
@@ -658,64 +802,96 @@ impl DiskStore {
     /// warned about, and the pyramid goes on serving from memory.
     #[cfg(any(test, feature = "test-utils"))]
     pub fn inject_write_errors(&self, fail: bool) {
-        self.inner
-            .fail_writes
-            .store(fail, std::sync::atomic::Ordering::Relaxed);
+        self.inner.fail_writes.store(fail, Ordering::Relaxed);
     }
 
     /// Whether the folder's manifest is still the one this store opened with. Another process
-    /// that opens the folder for a changed stack rewrites it; from then on this store's slices
-    /// may come from old sources and must not be written where the new manifest vouches for
-    /// them, so writing stops (with a warning). One `stat` per write; the file is read only
-    /// when it changed.
+    /// that opens the folder for a changed stack (or another stack) rewrites it; from then on
+    /// the folder is theirs: this store stops reading and writing it (with a warning). One
+    /// `stat` per call; the file is read only when it changed.
     fn manifest_still_ours(&self) -> bool {
-        use std::sync::atomic::Ordering;
         if self.inner.superseded.load(Ordering::Relaxed) {
             return false;
         }
+        let Some(folder) = self.inner.folder.as_ref() else {
+            return false;
+        };
         let path = self.inner.dir.join(MANIFEST);
         let now = stamp(&path);
         let mut seen = lock(&self.inner.manifest_seen);
         if now.is_some() && now == *seen {
             return true;
         }
-        let same = Manifest::load(&path)
-            .ok()
-            .flatten()
-            .is_some_and(|m| Some(&m) == self.inner.manifest.as_ref());
+        let same = match folder.read(None, MANIFEST, MAX_MANIFEST_BYTES) {
+            Ok(FolderEntry::File(bytes)) => Manifest::from_bytes(&bytes, &path)
+                .ok()
+                .flatten()
+                .is_some_and(|m| Some(&m) == lock(&self.inner.manifest).as_ref()),
+            _ => false,
+        };
         if same {
             *seen = now;
             return true;
         }
         drop(seen);
-        self.inner.superseded.store(true, Ordering::Relaxed);
-        self.warn(format!(
-            "{} was rewritten by another process for a changed stack; this process stops \
-             writing to the cache folder (reopen to use it again)",
-            path.display()
-        ));
+        if !self.inner.superseded.swap(true, Ordering::Relaxed) {
+            self.warn(format!(
+                "{path:?} was rewritten by another process for a changed or different stack; \
+                 this process stops reading and writing the cache folder and generates what it \
+                 needs (reopen to use the folder again)"
+            ));
+        }
         false
+    }
+
+    /// Writes `manifest` as the folder's manifest (after a verification found sources changed,
+    /// and their dependents were removed), if the folder is still this store's.
+    pub(crate) fn replace_manifest(&self, manifest: &Manifest) {
+        if self.inner.mode != DiskMode::ReadWrite || !self.manifest_still_ours() {
+            return;
+        }
+        let Some(folder) = self.readable() else {
+            return;
+        };
+        let path = self.inner.dir.join(MANIFEST);
+        let mut seen = lock(&self.inner.manifest_seen);
+        match folder.write_atomic(None, MANIFEST, &manifest.to_bytes()) {
+            Ok(()) => {
+                *lock(&self.inner.manifest) = Some(manifest.clone());
+                *seen = stamp(&path);
+            }
+            Err(e) => {
+                drop(seen);
+                self.warn(format!("writing {path:?}: {e}"));
+            }
+        }
     }
 
     /// Whether a blob of `key` is known to be on disk (not checked).
     pub fn contains(&self, key: SliceKey) -> bool {
-        lock(&self.inner.index).entries.contains_key(&key)
+        !self.inner.superseded.load(Ordering::Relaxed)
+            && lock(&self.inner.index).entries.contains_key(&key)
     }
 
     /// Removes the blob of `key`, if any.
     pub fn remove(&self, key: SliceKey) {
         lock(&self.inner.index).forget(key);
-        if self.inner.mode == DiskMode::ReadWrite {
-            let _ = std::fs::remove_file(blob_path(&self.inner.dir, key));
+        if self.inner.mode == DiskMode::ReadWrite
+            && let Some(f) = self.readable()
+        {
+            remove_blob(f, key);
         }
     }
 
     /// Removes the least valuable blobs until they take at most 90% of the budget.
     fn enforce_budget(&self) {
         let budget = self.inner.budget;
-        if self.inner.mode != DiskMode::ReadWrite {
+        let Some(folder) = self
+            .readable()
+            .filter(|_| self.inner.mode == DiskMode::ReadWrite)
+        else {
             return;
-        }
+        };
         let priority = self
             .inner
             .priority
@@ -748,7 +924,7 @@ impl DiskStore {
             victims
         };
         for key in victims {
-            if remove_blob(&blob_path(&self.inner.dir, key)) {
+            if remove_blob(folder, key) {
                 self.inner.counters.evictions.incr();
             }
         }
@@ -765,14 +941,164 @@ impl DiskStore {
             hits: c.hits.get(),
             misses: c.misses.get(),
             corrupt: c.corrupt.get(),
+            stale: c.stale.get(),
             writes: c.writes.get(),
             write_errors: c.write_errors.get(),
             evictions: c.evictions.get(),
             invalidated: c.invalidated.get(),
             bytes,
             blobs,
-            budget: super::Budget(self.inner.budget),
-            mode: self.inner.mode,
+            budget: Budget(self.inner.budget),
+            mode: if self.inner.superseded.load(Ordering::Relaxed) {
+                DiskMode::Disabled
+            } else {
+                self.inner.mode
+            },
+        }
+    }
+}
+
+impl Tier for DiskStore {
+    fn name(&self) -> &'static str {
+        "disk"
+    }
+
+    fn get(&self, key: SliceKey) -> Option<Blob> {
+        DiskStore::get(self, key)
+    }
+
+    fn put(&self, key: SliceKey, blob: &Blob) -> Result<()> {
+        DiskStore::put(self, key, blob)
+    }
+
+    fn contains(&self, key: SliceKey) -> bool {
+        DiskStore::contains(self, key)
+    }
+
+    fn remove(&self, key: SliceKey) {
+        DiskStore::remove(self, key);
+    }
+
+    fn report_corrupt(&self, key: SliceKey, reason: &str) {
+        DiskStore::report_corrupt(self, key, reason);
+    }
+
+    fn tier_stats(&self) -> TierStats {
+        let s = self.stats();
+        TierStats {
+            hits: s.hits,
+            misses: s.misses,
+            corrupt: s.corrupt + s.stale,
+            writes: s.writes,
+            evictions: s.evictions,
+            bytes: s.bytes,
+            entries: s.blobs,
+            budget: s.budget,
+        }
+    }
+
+    fn set_priority(&self, priority: PriorityFn) {
+        DiskStore::set_priority(self, priority);
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        DiskStore::warnings(self)
+    }
+}
+
+/// A manifest file longer than this is not one of ours (a million slices take about 150 MB).
+const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
+/// Every blob under the folder, sweeping (when `sweep`) what lodcache left behind: stale
+/// temporary files of its own files, and entries named like blobs or level folders that are
+/// not regular files and folders (each named in `warnings`). Nothing else is touched: files
+/// named like blobs of slices this stack does not have are left alone and not counted.
+fn scan(folder: &CacheFolder, sweep: bool, warnings: &mut Vec<String>) -> Vec<Found> {
+    let mut found = Vec::new();
+    let top = folder.list(None).unwrap_or_default();
+    for entry in top {
+        let ours_at_top = is_temp_of(&entry.name, |t| TOP_FILES.contains(&t));
+        if ours_at_top {
+            if sweep && is_stale(&entry.name, entry.modified, TEMP_MAX_AGE) {
+                let _ = folder.remove(None, &entry.name);
+            }
+            continue;
+        }
+        let Some(level) = level_number(&entry.name) else {
+            continue;
+        };
+        if !entry.is_dir {
+            // A level folder's name on a link or file: lodcache's place, not a folder. Remove
+            // the entry itself (never what a link points to) before anything is written there.
+            let path = folder.path().join(&entry.name);
+            if sweep {
+                match folder.remove(None, &entry.name) {
+                    Ok(_) => warnings.push(format!(
+                        "{path:?} in the cache folder is not a folder; removed"
+                    )),
+                    Err(e) => warnings.push(format!(
+                        "{path:?} in the cache folder is not a folder and cannot be removed \
+                         ({e}); its level is not cached on disk"
+                    )),
+                }
+            } else {
+                warnings.push(format!("{path:?} in the cache folder is not a folder"));
+            }
+            continue;
+        }
+        for file in folder.list(Some(&entry.name)).unwrap_or_default() {
+            if is_temp_of(&file.name, |t| blob_z(t).is_some()) {
+                if sweep && is_stale(&file.name, file.modified, TEMP_MAX_AGE) {
+                    let _ = folder.remove(Some(&entry.name), &file.name);
+                }
+                continue;
+            }
+            let Some(z) = blob_z(&file.name) else {
+                continue;
+            };
+            let key = SliceKey::new(level, z);
+            if !file.is_file {
+                let path = folder.path().join(&entry.name).join(&file.name);
+                // A link, FIFO, device or empty folder goes; a folder with contents stays
+                // (lodcache cannot tell it made them) and reads as a miss.
+                if sweep && folder.remove(Some(&entry.name), &file.name).is_ok() {
+                    warnings.push(format!("{path:?} is not a blob file; removed"));
+                } else {
+                    warnings.push(format!(
+                        "{path:?} is not a blob file; its slice is not cached on disk"
+                    ));
+                }
+                continue;
+            }
+            found.push(Found {
+                key,
+                bytes: file.len,
+                modified: file.modified,
+            });
+        }
+    }
+    found
+}
+
+/// Whether the folder has a manifest file at all (read as `None`: an older layout).
+fn had_old_layout(folder: Option<&CacheFolder>) -> bool {
+    folder.is_some_and(|f| {
+        matches!(
+            f.read(None, MANIFEST, MAX_MANIFEST_BYTES),
+            Ok(FolderEntry::File(_))
+        )
+    })
+}
+
+fn remove_blob(folder: &CacheFolder, key: SliceKey) -> bool {
+    match folder.remove(Some(&key.level.to_string()), &blob_name(key.z)) {
+        Ok(removed) => removed,
+        Err(e) => {
+            log::warn!(
+                "lodcache: removing {:?}: {e}",
+                blob_path(folder.path(), key)
+            );
+            false
         }
     }
 }

@@ -24,7 +24,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use super::{Blob, Counter, PriorityFn};
+use super::{Blob, Budget, Counter, PriorityFn, Tier, TierStats};
+use crate::error::Result;
 use crate::geometry::SliceKey;
 
 /// Counters of the memory tier.
@@ -144,7 +145,7 @@ pub struct MemoryStore {
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("budget", &super::Budget(self.budget))
+            .field("budget", &Budget(self.budget))
             .field("bytes", &self.bytes())
             .finish()
     }
@@ -251,14 +252,17 @@ impl MemoryStore {
         drop(removed);
     }
 
-    /// Drops every blob.
+    /// Drops every blob (bytes lent to waiting slices stay lent).
     pub fn clear(&self) {
-        let old = std::mem::take(&mut *self.lock());
+        let old = {
+            let mut lru = self.lock();
+            let reserved = lru.reserved;
+            let old = std::mem::take(&mut *lru);
+            lru.reserved = reserved;
+            old
+        };
         drop(old);
     }
-
-    /// Kept for callers of the moka-based tier: evictions are never pending here.
-    pub fn run_pending_tasks(&self) {}
 
     /// The byte budget.
     pub fn budget(&self) -> u64 {
@@ -283,8 +287,53 @@ impl MemoryStore {
             evictions: self.counters.evictions.get(),
             bytes,
             entries,
-            budget: super::Budget(self.budget),
+            budget: Budget(self.budget),
         }
+    }
+}
+
+impl Tier for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn get(&self, key: SliceKey) -> Option<Blob> {
+        MemoryStore::get(self, key)
+    }
+
+    fn put(&self, key: SliceKey, blob: &Blob) -> Result<()> {
+        self.insert(key, Arc::clone(blob));
+        Ok(())
+    }
+
+    fn contains(&self, key: SliceKey) -> bool {
+        MemoryStore::contains(self, key)
+    }
+
+    fn remove(&self, key: SliceKey) {
+        MemoryStore::remove(self, key);
+    }
+
+    fn report_corrupt(&self, key: SliceKey, _reason: &str) {
+        MemoryStore::remove(self, key);
+    }
+
+    fn tier_stats(&self) -> TierStats {
+        let s = self.stats();
+        TierStats {
+            hits: s.hits,
+            misses: s.misses,
+            corrupt: 0,
+            writes: s.insertions,
+            evictions: s.evictions,
+            bytes: s.bytes,
+            entries: s.entries,
+            budget: s.budget,
+        }
+    }
+
+    fn set_priority(&self, priority: PriorityFn) {
+        MemoryStore::set_priority(self, priority);
     }
 }
 

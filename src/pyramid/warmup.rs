@@ -6,9 +6,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::{Cancel, Pyramid};
 use crate::error::{Error, Result};
 use crate::geometry::{LevelInfo, SliceKey};
-use crate::pyramid::{Cancel, Pyramid};
 
 /// What a warm-up run builds and how long it may take.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,8 +20,8 @@ pub struct WarmupOptions {
     pub time_budget: Option<Duration>,
     /// Stop once this many bytes of blobs were stored. Default: `None` (no limit).
     pub byte_budget: Option<u64>,
-    /// Threads making slices. Default: 1 (0 counts as 1), which leaves the other cores to the
-    /// viewer.
+    /// Threads making slices. Default: 1 (0 counts as 1, more than [`MAX_THREADS`] as
+    /// [`MAX_THREADS`]), which leaves the other cores to the viewer.
     pub threads: usize,
 }
 
@@ -153,6 +153,9 @@ struct Shared {
 
 const NO_LEVEL: u64 = u64::MAX;
 
+/// The most threads a run uses, whatever [`WarmupOptions::threads`] says.
+pub const MAX_THREADS: usize = 64;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -196,6 +199,7 @@ impl WarmupHandle {
     /// [`WarmupOutcome::Cancelled`] (or how it ended, if it ended first).
     pub fn cancel(&self) {
         self.shared.cancel.cancel();
+        self.pyramid.inner.tiers.wake();
         let mut stopped = lock(&self.shared.stopped);
         while !*stopped {
             stopped = self
@@ -239,6 +243,7 @@ impl Drop for WarmupHandle {
     fn drop(&mut self) {
         if self.thread.is_some() {
             self.shared.cancel.cancel();
+            self.pyramid.inner.tiers.wake();
             let _ = self.join();
         }
     }
@@ -258,6 +263,8 @@ fn progress(shared: &Shared, pyramid: &Pyramid) -> WarmupProgress {
         total,
         already_stored: shared.already.load(Ordering::Relaxed),
         bytes: pyramid
+            .inner
+            .tiers
             .stored_bytes()
             .saturating_sub(shared.bytes_at_start.load(Ordering::Relaxed)),
         elapsed,
@@ -314,7 +321,7 @@ pub(crate) fn start(pyramid: &Pyramid, options: WarmupOptions) -> WarmupHandle {
         total: AtomicU64::new(0),
         already: AtomicU64::new(0),
         level: AtomicU64::new(NO_LEVEL),
-        bytes_at_start: AtomicU64::new(pyramid.stored_bytes()),
+        bytes_at_start: AtomicU64::new(pyramid.inner.tiers.stored_bytes()),
         started: Instant::now(),
         finished: AtomicBool::new(false),
         stopped: Mutex::new(false),
@@ -388,8 +395,12 @@ fn run(pyramid: &Pyramid, options: &WarmupOptions, shared: &Shared) -> WarmupOut
 
     let next = AtomicUsize::new(0);
     let stop: Mutex<Option<(Stop, Option<Error>)>> = Mutex::new(None);
-    let threads = options.threads.clamp(1, 64);
+    let threads = options.threads.clamp(1, MAX_THREADS);
     let deadline = options.time_budget.map(|t| shared.started + t);
+    let tiers = &pyramid.inner.tiers;
+    // Taking the next slice and judging the budgets happen under this lock, so that a byte
+    // budget is judged on what is stored once every earlier slice is (see `byte_budget`).
+    let claim = Mutex::new(());
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -397,31 +408,35 @@ fn run(pyramid: &Pyramid, options: &WarmupOptions, shared: &Shared) -> WarmupOut
                     if lock(&stop).is_some() {
                         return;
                     }
-                    let halt = if shared.cancel.is_cancelled() {
-                        Some(Stop::Cancelled)
-                    } else if deadline.is_some_and(|d| Instant::now() >= d)
-                        || options.byte_budget.is_some_and(|b| {
-                            pyramid
+                    // Foreground first: no new slice while a request is being served (waits on
+                    // the request gate; cancel wakes it).
+                    let cancelled = tiers.wait_idle(|| shared.cancel.is_cancelled());
+                    let next_key = {
+                        let _claim = lock(&claim);
+                        let over_bytes = options.byte_budget.is_some_and(|b| {
+                            // Settle what earlier slices handed to the storing threads.
+                            tiers.flush();
+                            tiers
                                 .stored_bytes()
                                 .saturating_sub(shared.bytes_at_start.load(Ordering::Relaxed))
                                 >= b
-                        })
-                    {
-                        Some(Stop::Budget)
-                    } else {
-                        None
+                        });
+                        if cancelled || shared.cancel.is_cancelled() {
+                            Err(Stop::Cancelled)
+                        } else if over_bytes || deadline.is_some_and(|d| Instant::now() >= d) {
+                            Err(Stop::Budget)
+                        } else {
+                            Ok(work.get(next.fetch_add(1, Ordering::Relaxed)).copied())
+                        }
                     };
-                    if let Some(why) = halt {
-                        lock(&stop).get_or_insert((why, None));
-                        return;
-                    }
-                    // Foreground first: no new slice while a request is being served.
-                    if pyramid.foreground_requests() > 0 {
-                        std::thread::sleep(Duration::from_millis(1));
-                        continue;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&key) = work.get(i) else { return };
+                    let key = match next_key {
+                        Ok(Some(key)) => key,
+                        Ok(None) => return,
+                        Err(why) => {
+                            lock(&stop).get_or_insert((why, None));
+                            return;
+                        }
+                    };
                     shared.level.store(u64::from(key.level), Ordering::Relaxed);
                     let t = Instant::now();
                     let made = pyramid.warm_slice(key, &shared.cancel);
@@ -436,6 +451,10 @@ fn run(pyramid: &Pyramid, options: &WarmupOptions, shared: &Shared) -> WarmupOut
                     match made {
                         Ok(()) => {
                             shared.done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::Cancelled) => {
+                            lock(&stop).get_or_insert((Stop::Cancelled, None));
+                            return;
                         }
                         Err(e) => {
                             lock(&stop).get_or_insert((Stop::Failed, Some(e)));

@@ -1,10 +1,11 @@
 //! Storing behind the request: a generated slice is handed to background threads that encode
-//! it and keep it in both tiers, so that a request waits for reading and the kernel only. Until
+//! it and keep it in every tier, so that a request waits for reading and the kernel only. Until
 //! it is stored, the slice is served from the pending map, so nothing is generated twice
 //! meanwhile.
 //!
-//! The storing threads hold back while requests are in progress: on a machine with few cores
-//! the encoder would otherwise take a core from the request that made the slice. Waiting slices
+//! The storing threads hold back while requests are in progress (the request gate, which
+//! warm-up waits on too: one mutex and condition variable, no polling): on a machine with few
+//! cores the encoder would otherwise take a core from the request that made the slice. Waiting slices
 //! borrow their bytes from the memory budget ([`MemoryStore::reserve`]), so the memory tier
 //! (which then evicts to keep blobs and borrowed bytes within the budget) and the backlog
 //! together stay within it; when a slice does not fit, the request waits until the storing
@@ -13,20 +14,16 @@
 //! slowed by their encoding.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use dashmap::DashMap;
 
-use crate::codec::{self, FilterChoice};
+use super::manifest::Fingerprint;
+use super::{Blob, Counter, MemoryStore, Tier};
+use crate::codec::{self, FilterChoice, Origin};
 use crate::geometry::SliceKey;
 use crate::slice::Slice;
-use crate::store::{Blob, Counter, DiskStore, MemoryStore};
-
-/// How often held-back storing threads look whether requests have ended.
-const POLL: Duration = Duration::from_millis(2);
 
 /// A slice handed to the storing threads: its number, key, samples, and the bytes of the
 /// memory budget lent to it.
@@ -34,6 +31,8 @@ const POLL: Duration = Duration::from_millis(2);
 struct Job {
     seq: u64,
     key: SliceKey,
+    /// What it was made from (taken when it was handed over).
+    origin: Origin,
     slice: Arc<Slice>,
     reserved: u64,
 }
@@ -55,27 +54,33 @@ struct Backlog {
     /// Callers waiting for room or for slices to be stored: the storing threads work for
     /// them even while requests are in progress.
     waiting: usize,
+    /// Requests in progress (see [`Storer::enter`]).
+    foreground: usize,
+    /// Bumped by [`Storer::wake`], so that a waiter for idleness re-checks its own stop flag.
+    wakes: u64,
     closed: bool,
 }
 
 #[derive(Debug)]
 struct Shared {
     memory: MemoryStore,
-    disk: DiskStore,
+    /// The tiers behind memory (disk, then any other), each written with every blob.
+    lower: Vec<Arc<dyn Tier>>,
+    fingerprint: Fingerprint,
     pending: DashMap<SliceKey, Arc<Slice>>,
     stored_bytes: Counter,
     backlog: Mutex<Backlog>,
     changed: Condvar,
-    /// Requests in progress.
-    foreground: Arc<AtomicUsize>,
 }
 
 impl Shared {
-    /// Keeps the blob of a slice in both tiers and drops the slice from the pending map.
+    /// Keeps the blob of a slice in every tier and drops the slice from the pending map.
     fn keep(&self, key: SliceKey, slice: &Arc<Slice>, blob: Blob) {
-        // A failed disk write is counted and warned about by the disk tier; the blob is still
-        // served from memory.
-        let _ = self.disk.put(key, &blob);
+        // A failed write is counted and warned about by its tier; the blob is still served
+        // from memory.
+        for tier in &self.lower {
+            let _ = tier.put(key, &blob);
+        }
         self.stored_bytes.add(blob.len() as u64);
         self.memory.insert(key, blob);
         // Only our own entry: a later generation of the same key may have replaced it.
@@ -84,7 +89,7 @@ impl Shared {
 
     fn store_job(&self, job: &Job) {
         let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            codec::encode(&job.slice, job.key, FilterChoice::Auto)
+            codec::encode(&job.slice, job.key, job.origin, FilterChoice::Auto)
         }));
         // The lent bytes come back before the blob goes in, so it does not evict for itself.
         self.memory.release(job.reserved);
@@ -106,7 +111,7 @@ impl Shared {
     fn work(&self) {
         let mut backlog = lock(&self.backlog);
         loop {
-            let busy = self.foreground.load(Ordering::Relaxed) > 0;
+            let busy = backlog.foreground > 0;
             if !busy || backlog.waiting > 0 || backlog.closed {
                 if let Some(job) = backlog.queue.pop_front() {
                     drop(backlog);
@@ -120,16 +125,26 @@ impl Shared {
                     return;
                 }
             }
-            backlog = if backlog.queue.is_empty() {
-                self.changed
-                    .wait(backlog)
-                    .unwrap_or_else(PoisonError::into_inner)
-            } else {
-                self.changed
-                    .wait_timeout(backlog, POLL)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0
-            };
+            // Woken by new work, a waiting caller, or the last request leaving.
+            backlog = self
+                .changed
+                .wait(backlog)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Marks a request in progress while it lives (see [`Storer::enter`]).
+#[derive(Debug)]
+pub(crate) struct Foreground<'a>(&'a Storer);
+
+impl Drop for Foreground<'_> {
+    fn drop(&mut self) {
+        let shared = &self.0.shared;
+        let mut backlog = lock(&shared.backlog);
+        backlog.foreground -= 1;
+        if backlog.foreground == 0 {
+            shared.changed.notify_all();
         }
     }
 }
@@ -144,22 +159,22 @@ pub(crate) struct Storer {
 }
 
 impl Storer {
-    /// `threads` storing threads (none: every store happens on the caller); `foreground`
-    /// counts the requests in progress.
+    /// `threads` storing threads (none: every store happens on the caller) keeping blobs in
+    /// `memory` and the `lower` tiers, made from the sources `fingerprint` describes.
     pub(crate) fn new(
         memory: MemoryStore,
-        disk: DiskStore,
+        lower: Vec<Arc<dyn Tier>>,
+        fingerprint: Fingerprint,
         threads: usize,
-        foreground: Arc<AtomicUsize>,
     ) -> Storer {
         let shared = Arc::new(Shared {
             memory,
-            disk,
+            lower,
+            fingerprint,
             pending: DashMap::new(),
             stored_bytes: Counter::default(),
             backlog: Mutex::new(Backlog::default()),
             changed: Condvar::new(),
-            foreground,
         });
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -184,14 +199,21 @@ impl Storer {
 
     /// Stores `slice` as `key` behind the caller, after waiting for room if needed; on the
     /// caller when there is no storing thread.
-    pub(crate) fn store(&self, key: SliceKey, slice: Arc<Slice>) {
+    ///
+    /// `epoch` is the sources' epoch read before the slice was made (see
+    /// [`Fingerprint::epoch`]): a slice made from sources taken again since is dropped.
+    pub(crate) fn store(&self, key: SliceKey, slice: Arc<Slice>, epoch: u64) {
         let shared = &self.shared;
+        let Some(origin) = shared.fingerprint.origin_at(key, epoch) else {
+            return;
+        };
         shared.pending.insert(key, Arc::clone(&slice));
         let threads = self.started;
         if threads == 0 {
             let job = Job {
                 seq: 0,
                 key,
+                origin,
                 slice,
                 reserved: 0,
             };
@@ -225,10 +247,54 @@ impl Storer {
         backlog.queue.push_back(Job {
             seq,
             key,
+            origin,
             slice,
             reserved,
         });
         shared.changed.notify_all();
+    }
+
+    /// Marks a request in progress until the returned guard is dropped: the storing threads
+    /// (and warm-up, through [`Storer::wait_idle`]) hold back meanwhile.
+    pub(crate) fn enter(&self) -> Foreground<'_> {
+        lock(&self.shared.backlog).foreground += 1;
+        Foreground(self)
+    }
+
+    /// Whether a request is in progress now.
+    #[cfg(test)]
+    pub(crate) fn busy(&self) -> bool {
+        lock(&self.shared.backlog).foreground > 0
+    }
+
+    /// Waits until no request is in progress, or `stop()` is true (checked again after each
+    /// [`Storer::wake`]). Returns whether it stopped for `stop`.
+    pub(crate) fn wait_idle(&self, stop: impl Fn() -> bool) -> bool {
+        let shared = &self.shared;
+        let mut backlog = lock(&shared.backlog);
+        loop {
+            if stop() {
+                return true;
+            }
+            if backlog.foreground == 0 {
+                return false;
+            }
+            backlog = shared
+                .changed
+                .wait(backlog)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Wakes every waiter of [`Storer::wait_idle`] (after setting what its `stop` reads).
+    pub(crate) fn wake(&self) {
+        lock(&self.shared.backlog).wakes += 1;
+        self.shared.changed.notify_all();
+    }
+
+    /// Forgets a pending slice (its sources changed).
+    pub(crate) fn forget(&self, key: SliceKey) {
+        self.shared.pending.remove(&key);
     }
 
     /// A generated slice still waiting to be stored.
@@ -279,6 +345,12 @@ impl Drop for Storer {
 mod tests {
     use super::*;
     use crate::slice::SampleType;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    fn fingerprint() -> Fingerprint {
+        crate::store::DiskStore::disabled().fingerprint().clone()
+    }
 
     fn slices(n: u32) -> Vec<(SliceKey, Arc<Slice>)> {
         (0..n)
@@ -295,11 +367,11 @@ mod tests {
     fn a_request_in_progress_does_not_keep_a_full_backlog_waiting() {
         // A request never ends here, the budget holds nothing: every store beyond the first
         // slices must still get through (the storing threads work for a waiting caller).
-        let foreground = Arc::new(AtomicUsize::new(1));
         let memory = MemoryStore::new(0);
-        let storer = Storer::new(memory.clone(), DiskStore::disabled(), 2, foreground);
+        let storer = Storer::new(memory.clone(), Vec::new(), fingerprint(), 2);
+        let _request = storer.enter();
         for (key, slice) in slices(20) {
-            storer.store(key, slice);
+            storer.store(key, slice, 0);
         }
         storer.flush();
         assert!(lock(&storer.shared.backlog).in_flight.is_empty());
@@ -309,17 +381,12 @@ mod tests {
 
     #[test]
     fn storing_holds_back_during_requests_and_catches_up_after() {
-        let foreground = Arc::new(AtomicUsize::new(1));
         let memory = MemoryStore::new(64 << 20);
-        let storer = Storer::new(
-            memory.clone(),
-            DiskStore::disabled(),
-            2,
-            Arc::clone(&foreground),
-        );
+        let storer = Storer::new(memory.clone(), Vec::new(), fingerprint(), 2);
+        let request = storer.enter();
         let all = slices(8);
         for (key, slice) in all.clone() {
-            storer.store(key, slice);
+            storer.store(key, slice, 0);
         }
         // Room in the budget: nothing waits, so nothing is stored while the request runs, and
         // every slice is served from the pending map meanwhile.
@@ -328,7 +395,7 @@ mod tests {
         for (key, slice) in &all {
             assert!(Arc::ptr_eq(&storer.pending(*key).unwrap(), slice));
         }
-        foreground.store(0, Ordering::Relaxed);
+        drop(request);
         storer.flush();
         assert_eq!(memory.stats().entries, 8);
         assert!(all.iter().all(|(key, _)| !storer.is_pending(*key)));
@@ -338,10 +405,10 @@ mod tests {
     fn flush_waits_for_what_was_handed_over_not_for_later_slices() {
         // Another thread keeps storing while we flush: flush must still return.
         let memory = MemoryStore::new(64 << 20);
-        let storer = Storer::new(memory.clone(), DiskStore::disabled(), 2, Arc::default());
+        let storer = Storer::new(memory.clone(), Vec::new(), fingerprint(), 2);
         let first = slices(4);
         for (key, slice) in first.clone() {
-            storer.store(key, slice);
+            storer.store(key, slice, 0);
         }
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -349,7 +416,7 @@ mod tests {
                 let mut z = 100;
                 while !stop.load(Ordering::Relaxed) {
                     for (_, slice) in slices(1) {
-                        storer.store(SliceKey::new(1, z), slice);
+                        storer.store(SliceKey::new(1, z), slice, 0);
                     }
                     z += 1;
                 }
@@ -363,21 +430,16 @@ mod tests {
 
     #[test]
     fn waiting_slices_borrow_from_the_memory_budget() {
-        let foreground = Arc::new(AtomicUsize::new(1));
         let one = slice_bytes(&slices(1)[0].1);
         let memory = MemoryStore::new(3 * one);
-        let storer = Storer::new(
-            memory.clone(),
-            DiskStore::disabled(),
-            1,
-            Arc::clone(&foreground),
-        );
+        let storer = Storer::new(memory.clone(), Vec::new(), fingerprint(), 1);
+        let request = storer.enter();
         for (key, slice) in slices(2) {
-            storer.store(key, slice);
+            storer.store(key, slice, 0);
         }
         // Two slices wait (held back by the request), borrowing two thirds of the budget.
         assert_eq!(memory.room(), one);
-        foreground.store(0, Ordering::Relaxed);
+        drop(request);
         storer.flush();
         assert_eq!(memory.room(), 3 * one - memory.bytes());
     }
@@ -385,10 +447,59 @@ mod tests {
     #[test]
     fn without_threads_the_caller_stores() {
         let memory = MemoryStore::new(64 << 20);
-        let storer = Storer::new(memory.clone(), DiskStore::disabled(), 0, Arc::default());
+        let storer = Storer::new(memory.clone(), Vec::new(), fingerprint(), 0);
         for (key, slice) in slices(3) {
-            storer.store(key, slice);
+            storer.store(key, slice, 0);
             assert!(memory.contains(key) && !storer.is_pending(key));
         }
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn wait_idle_returns_when_the_last_request_leaves_or_when_told_to_stop() {
+        let storer = Storer::new(
+            MemoryStore::new(1 << 20),
+            Vec::new(),
+            crate::store::DiskStore::disabled().fingerprint().clone(),
+            1,
+        );
+        assert!(!storer.wait_idle(|| false));
+        let a = storer.enter();
+        let b = storer.enter();
+        assert!(storer.busy());
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let t = Instant::now();
+                (
+                    storer.wait_idle(|| stop.load(Ordering::Relaxed)),
+                    t.elapsed(),
+                )
+            });
+            std::thread::sleep(Duration::from_millis(30));
+            drop(a);
+            std::thread::sleep(Duration::from_millis(30));
+            assert!(
+                !waiter.is_finished(),
+                "woke while a request was still in progress"
+            );
+            drop(b);
+            let (stopped, waited) = waiter.join().unwrap();
+            assert!(!stopped && waited >= Duration::from_millis(50));
+        });
+        let _c = storer.enter();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| storer.wait_idle(|| stop.load(Ordering::Relaxed)));
+            std::thread::sleep(Duration::from_millis(20));
+            stop.store(true, Ordering::Relaxed);
+            storer.wake();
+            assert!(waiter.join().unwrap(), "a stopped waiter must say so");
+        });
     }
 }
