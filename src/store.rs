@@ -26,7 +26,10 @@ mod tiers;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use disk::{DiskMode, DiskOptions, DiskStats, DiskStore, blob_path, default_cache_dir};
+pub use disk::{
+    DiskMode, DiskOptions, DiskStats, DiskStore, Removed, blob_path, default_cache_dir,
+    not_a_cache_folder, remove_cache_folder,
+};
 pub use manifest::{Fingerprint, Manifest, SourceRecord};
 pub use memory::{MemoryStats, MemoryStore};
 pub use tiers::{Hit, Tiers};

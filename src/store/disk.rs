@@ -1012,6 +1012,119 @@ impl Tier for DiskStore {
     }
 }
 
+/// What [`remove_cache_folder`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Removed {
+    /// Files removed.
+    pub files: u64,
+    /// Bytes of the files removed.
+    pub bytes: u64,
+    /// Entries left in place because lodcache did not make them (the folder then stays).
+    pub left: Vec<PathBuf>,
+}
+
+/// Why `dir` is not a cache folder lodcache made, or `None` when it is one: a real folder
+/// holding lodcache's `CACHEDIR.TAG` and a manifest.
+pub fn not_a_cache_folder(dir: impl AsRef<Path>) -> Option<String> {
+    let dir = dir.as_ref();
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Some("it is not a folder (or it is a link)".into()),
+        Err(e) => return Some(e.to_string()),
+    }
+    let Ok(folder) = CacheFolder::open(dir, false) else {
+        return Some("it cannot be opened".into());
+    };
+    if !matches!(folder.read(None, TAG, 4096), Ok(FolderEntry::File(b)) if b.starts_with(TAG_SIGNATURE))
+    {
+        return Some(format!("it holds no {TAG} written by lodcache"));
+    }
+    if !matches!(
+        folder.read(None, MANIFEST, MAX_MANIFEST_BYTES),
+        Ok(FolderEntry::File(_))
+    ) {
+        return Some(format!("it holds no {MANIFEST}"));
+    }
+    None
+}
+
+/// Removes a cache folder lodcache made (see [`not_a_cache_folder`]): every file lodcache
+/// names (blobs, level folders, its own top files and their temporary files), never following
+/// a link, then the folder itself if nothing else is left in it. Anything else is left in
+/// place and listed.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when `dir` is not a cache folder lodcache made (saying why);
+/// [`Error::Io`] naming what could not be removed.
+pub fn remove_cache_folder(dir: impl AsRef<Path>) -> Result<Removed> {
+    let dir = dir.as_ref();
+    if let Some(why) = not_a_cache_folder(dir) {
+        return Err(Error::invalid(
+            "cache folder",
+            format!("not removing {dir:?}: {why}, so lodcache did not make it"),
+        ));
+    }
+    let folder = CacheFolder::open(dir, false).map_err(|e| Error::io("opening", dir, e))?;
+    let mut removed = Removed::default();
+    let mut remove = |sub: Option<&str>, e: &super::folder::Listed| -> Result<()> {
+        let path = match sub {
+            Some(s) => dir.join(s).join(&e.name),
+            None => dir.join(&e.name),
+        };
+        folder
+            .remove(sub, &e.name)
+            .map_err(|err| Error::io("removing", &path, err))?;
+        removed.files += 1;
+        removed.bytes += e.len;
+        Ok(())
+    };
+    let mut left = Vec::new();
+    let top = folder.list(None).map_err(|e| Error::io("listing", dir, e))?;
+    for entry in &top {
+        if level_number(&entry.name).is_some() && entry.is_dir {
+            let files = folder
+                .list(Some(&entry.name))
+                .map_err(|e| Error::io("listing", dir.join(&entry.name), e))?;
+            let mut kept = false;
+            for f in &files {
+                let ours = f.is_file
+                    && (blob_z(&f.name).is_some() || is_temp_of(&f.name, |t| blob_z(t).is_some()));
+                if ours {
+                    remove(Some(&entry.name), f)?;
+                } else {
+                    kept = true;
+                    left.push(dir.join(&entry.name).join(&f.name));
+                }
+            }
+            if !kept {
+                folder
+                    .remove(None, &entry.name)
+                    .map_err(|e| Error::io("removing", dir.join(&entry.name), e))?;
+            }
+            continue;
+        }
+        let ours = entry.is_file
+            && (TOP_FILES.contains(&entry.name.as_str())
+                || is_temp_of(&entry.name, |t| TOP_FILES.contains(&t) || t == PROBE_NAME));
+        if ours && entry.name != TAG {
+            remove(None, entry)?;
+        } else if entry.name != TAG {
+            left.push(dir.join(&entry.name));
+        }
+    }
+    if left.is_empty() {
+        // The tag last: until then the folder still says whose it is.
+        if let Some(tag) = top.iter().find(|e| e.name == TAG) {
+            remove(None, tag)?;
+        }
+        drop(folder);
+        std::fs::remove_dir(dir).map_err(|e| Error::io("removing", dir, e))?;
+    }
+    removed.left = left;
+    Ok(removed)
+}
+
 /// A manifest file longer than this is not one of ours (a million slices take about 150 MB).
 const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 

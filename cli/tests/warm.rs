@@ -1,31 +1,19 @@
-//! The `warmup` example as a user runs it: a run fills the cache folder and prints a row per
-//! level, a second run finds everything stored, a zero time budget ends with the budget, a
-//! missing stack exits non-zero naming it, and Ctrl-C cancels with exit code 130 and a cache
-//! that the next run resumes from.
+//! `lodcache warm` as a user runs it: a run fills the cache folder and prints a row per level,
+//! a second run finds everything stored, a zero time budget ends with the budget, bad input
+//! exits non-zero naming it, and Ctrl-C cancels with exit code 130 and a cache that the next
+//! run resumes from.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::arg;
 use lodcache::{LevelInfo, LevelRule, Phantom, Stack, sample_stack};
 
-/// The warmup example cargo built next to this test (`target/<profile>/examples/warmup`).
-fn example() -> PathBuf {
-    common::example_binary("warmup")
-}
-
-/// A path as an argument (temporary folders have UTF-8 names).
-fn arg(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
 fn run(args: &[&str]) -> (Output, String, String) {
-    let out = Command::new(example()).args(args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out, stdout, stderr)
+    common::run(&[&["warm"][..], args].concat())
 }
 
 /// Levels 1 and up of `stack` at `edge`.
@@ -108,8 +96,8 @@ fn a_zero_time_budget_ends_with_the_budget() {
         arg(&stack),
         "--edge",
         "8",
-        "--seconds",
-        "0",
+        "--time",
+        "0s",
         "--cache",
         arg(&cache),
     ]);
@@ -122,7 +110,7 @@ fn bad_input_exits_nonzero_with_the_error() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nowhere");
     let (out, stdout, stderr) = run(&[arg(&missing)]);
-    assert!(!out.status.success(), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stderr.contains(&*missing.to_string_lossy()), "{stderr}");
 
     let stack = tmp.path().join("stack");
@@ -137,12 +125,12 @@ fn bad_input_exits_nonzero_with_the_error() {
         "--cache",
         arg(&cache),
     ]);
-    assert!(!out.status.success(), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("outcome: failed"), "{stdout}");
     assert!(stderr.contains("valid levels: 1..=3"), "{stderr}");
 
     let (out, _, stderr) = run(&[arg(&stack), "--threads", "many"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("--threads"), "{stderr}");
 }
 
@@ -161,7 +149,7 @@ fn any_blob(dir: &Path) -> bool {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_cancels_with_130_and_the_next_run_resumes() {
-    // The built-in phantom (1024 x 1024 x 128, written once and shared with the examples): its
+    // The built-in sample (1024 x 1024 x 128, written once and shared with `serve`): its
     // 64 level-1 slices take long enough to be interrupted after the first one is stored. A
     // run can still finish before the signal lands on a fast machine; then try again.
     let stack = sample_stack().unwrap();
@@ -169,7 +157,8 @@ fn ctrl_c_cancels_with_130_and_the_next_run_resumes() {
     let options = ["--levels", "1", "--threads", "1", "--cache"];
     for attempt in 0..5 {
         let cache = tmp.path().join(format!("cache{attempt}"));
-        let child = Command::new(example())
+        let child = Command::new(common::bin())
+            .arg("warm")
             .arg(&stack)
             .args(options)
             .arg(&cache)

@@ -1,0 +1,217 @@
+//! Options shared by the subcommands: sizes and durations with units, level lists, and the
+//! options that shape or place a pyramid (`--edge`, `--cache`, `--no-cache`, `--memory`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use lodcache::{LevelRule, Pyramid, Stack};
+
+use crate::term::{clean, quote};
+
+/// The most threads any pool of the tool gets (`--threads` above it is refused).
+pub(crate) const MAX_THREADS: usize = 256;
+
+/// The default edge: levels are made while the larger side exceeds it (CTHarvester's rule).
+pub(crate) fn default_edge() -> u32 {
+    LevelRule::default().edge
+}
+
+/// The options that shape or place a pyramid, accepted by every subcommand that opens a scan.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PyramidOpts {
+    /// Levels are made while the larger side exceeds N pixels [default: 500, CTHarvester's
+    /// rule; `serve` goes down to 64 on scans where 500 gives no level]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) edge: Option<u32>,
+    /// The cache folder [default: SCAN/.lodcache, or a per-user folder when SCAN is read-only]
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub(crate) cache: Option<PathBuf>,
+    /// Keep nothing on disk: cache in memory only
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// Memory budget of compressed slices, with a unit (512M, 2G) [default: 512M]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) memory: Option<u64>,
+}
+
+impl PyramidOpts {
+    /// Opens the pyramid of `scan` with these options and `edge` (the edge to use, decided by
+    /// the caller from [`PyramidOpts::edge`]); prints the library's warnings on stderr.
+    pub(crate) fn open(
+        &self,
+        scan: &Path,
+        edge: u32,
+        decode_threads: Option<usize>,
+        pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    ) -> Result<Pyramid, String> {
+        let mut builder = Pyramid::builder(scan)
+            .with_edge(edge)
+            .with_disk_cache(!self.no_cache);
+        if let Some(dir) = &self.cache {
+            builder = builder.with_cache_dir(dir);
+        }
+        if let Some(bytes) = self.memory {
+            builder = builder.with_memory_budget(bytes);
+        }
+        if let Some(t) = decode_threads {
+            builder = builder.with_decode_threads(t);
+        }
+        if let Some(pool) = pool {
+            builder = builder.with_thread_pool(pool);
+        }
+        let pyr = builder
+            .build()
+            .map_err(|e| format!("opening {}: {}", quote(scan), clean(&e.to_string())))?;
+        for w in pyr.warnings() {
+            crate::term::tell!("warning: {}", clean(&w));
+        }
+        Ok(pyr)
+    }
+
+    /// The cache folder these options name for `scan` (`None` with `--no-cache`).
+    pub(crate) fn cache_dir(&self, scan: &Path) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        Some(
+            self.cache
+                .clone()
+                .unwrap_or_else(|| lodcache::store::default_cache_dir(scan)),
+        )
+    }
+}
+
+/// The sentence that says a rule gives no level and which option changes it, or `None` when
+/// `edge` gives at least one level for `stack`.
+pub(crate) fn no_level_note(stack: &Stack, edge: u32) -> Option<String> {
+    let info = stack.info();
+    let side = info.width.max(info.height);
+    (side <= edge).then(|| {
+        let hint = (side / 2).max(1);
+        format!(
+            "the scan is {} x {} pixels, not above the edge of {edge}: no level is made \
+             (levels are made while the larger side exceeds the edge); a smaller --edge, \
+             e.g. --edge {hint}, gives levels",
+            info.width, info.height
+        )
+    })
+}
+
+/// Parses a size in bytes with an optional unit: `4096`, `512K`, `512M`, `2G`, `1.5T`
+/// (powers of 1024; `B`, `iB` and `KB`-style suffixes are accepted and mean the same).
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit.trim_end_matches("IB").trim_end_matches('B');
+    let scale: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit; use a number of bytes or K, M, G, T (e.g. 512M, 2G)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; e.g. 4096, 512M, 2G"))?;
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Parses a duration with an optional unit: `90` or `90s`, `500ms`, `10m`, `2h`, `1.5h`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" | "sec" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit; use ms, s, m or h (e.g. 90s, 10m)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; e.g. 90s, 10m"))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
+}
+
+/// A list of levels, `1,2,3` on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LevelList(pub(crate) Vec<u32>);
+
+/// Parses a list of levels: `1,2,3`.
+pub(crate) fn parse_levels(text: &str) -> Result<LevelList, String> {
+    text.split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{text:?}: levels are whole numbers like 1,2,3"))
+        })
+        .collect::<Result<_, _>>()
+        .map(LevelList)
+}
+
+/// Parses a thread count: 1 to [`MAX_THREADS`].
+pub(crate) fn parse_threads(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    if !(1..=MAX_THREADS).contains(&n) {
+        return Err(format!("{n} threads: use 1 to {MAX_THREADS}"));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("3 days").is_err());
+        assert!(parse_duration("1e999s").is_err());
+    }
+
+    #[test]
+    fn thread_counts_are_capped() {
+        assert_eq!(parse_threads("4"), Ok(4));
+        assert!(parse_threads("0").is_err());
+        assert!(parse_threads("20000").is_err());
+    }
+}
