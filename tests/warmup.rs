@@ -514,6 +514,103 @@ fn byte_and_time_budgets_end_the_run_early() {
     assert!(p.done <= 1 && p.total == all, "{p:?}");
 }
 
+/// Bytes of every blob file under `cache`, by key.
+fn blob_sizes(cache: &Path) -> std::collections::BTreeMap<SliceKey, u64> {
+    blob_files(cache)
+        .into_iter()
+        .map(|p| {
+            let level: u32 = p
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let z: u32 = p.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            (
+                SliceKey::new(level, z),
+                std::fs::metadata(&p).unwrap().len(),
+            )
+        })
+        .collect()
+}
+
+/// Bytes of blob `key` and of every blob it is made from (down to level 1), per `sizes`.
+fn with_sources(sizes: &std::collections::BTreeMap<SliceKey, u64>, key: SliceKey) -> u64 {
+    let own = sizes[&key];
+    if key.level == 1 {
+        return own;
+    }
+    own + [2 * key.z, 2 * key.z + 1]
+        .into_iter()
+        .map(|z| SliceKey::new(key.level - 1, z))
+        .filter(|k| sizes.contains_key(k))
+        .map(|k| with_sources(sizes, k))
+        .sum::<u64>()
+}
+
+/// Issue 15, item 11: a byte budget stops a run at the budget plus at most one slice's blobs
+/// per thread: the largest slice the run makes and everything it is made from (5 MiB asked
+/// used to write 11.4 MiB, 50 MiB 67.2 MiB: the budget was judged on what the storing threads
+/// had finished, while more waited to be stored).
+#[test]
+fn a_byte_budget_stops_within_one_slice_per_thread() {
+    let _machine = shared_machine();
+    // Levels (edge 256): 512 x 512 x 24, 256 x 256 x 12. A run with no history makes level 2
+    // first: each of its slices with the two level-1 slices it is made from.
+    let scan = Scan::new(1024, 1024, 48, 256);
+    let full = scan.cache("full");
+    {
+        let pyr = scan.open(&full);
+        assert_eq!(pyr.level_count(), 3);
+        pyr.volume(2).unwrap();
+        pyr.flush();
+    }
+    let sizes = blob_sizes(&full);
+    assert_eq!(sizes.len(), 24 + 12);
+    let total: u64 = sizes.values().sum();
+    // The most one slice of the run stores: any slice with everything it is made from.
+    let unit = sizes
+        .keys()
+        .map(|&k| with_sources(&sizes, k))
+        .max()
+        .unwrap();
+    eprintln!("pyramid {total} bytes, largest slice with its sources {unit}");
+    for (budget, threads) in [(1 << 20, 1), (5 << 20, 1), (1 << 20, 2), (5 << 20, 2)] {
+        let what = format!("{} MiB on {threads} threads", budget >> 20);
+        assert!(
+            budget + threads * unit < total,
+            "{what}: the stack is too small"
+        );
+        let cache = scan.cache(&format!("b{budget}-t{threads}"));
+        let pyr = scan.open(&cache);
+        let outcome = pyr
+            .warm_up(
+                WarmupOptions::default()
+                    .with_byte_budget(budget)
+                    .with_threads(threads as usize),
+            )
+            .wait();
+        let WarmupOutcome::BudgetReached(report) = &outcome else {
+            panic!("{what}: {outcome:?}");
+        };
+        let written: u64 = blob_sizes(&cache).values().sum();
+        eprintln!(
+            "{what}: {written} bytes written, {} counted",
+            report.progress.bytes
+        );
+        assert_eq!(report.progress.bytes, written, "{what}: bytes counted");
+        assert!(written >= budget, "{what}: stopped at {written} bytes");
+        assert!(
+            written <= budget + threads * unit,
+            "{what}: {written} bytes written, more than the budget and one slice per thread ({})",
+            budget + threads * unit
+        );
+    }
+}
+
 #[test]
 fn a_damaged_source_file_fails_the_run_naming_it_and_keeps_what_was_made() {
     let _machine = shared_machine();
