@@ -2,10 +2,11 @@
 //!
 //! Every slice of every level, requested in a random order from four threads at once, equals
 //! both the streaming builder's slice and an independent naive pyramid (tests/common), on
-//! phantoms with odd sizes and depths and on the two real stacks in `../shared/data/`. Whole
-//! volumes and orthogonal sections equal the naive pyramid too, and a volume served from the
-//! cache tiers equals the one built on a cold cache without generating anything or reading a
-//! source byte.
+//! phantoms with odd sizes and depths and on the two real stacks in `../shared/data/` (or
+//! `$LODCACHE_SHARED_DATA`; missing data fails the real-stack tests unless
+//! `LODCACHE_SKIP_REAL_DATA=1`). Whole volumes and orthogonal sections equal the naive pyramid
+//! too, and a volume served from the cache tiers equals the one built on a cold cache without
+//! generating anything or reading a source byte.
 
 mod common;
 

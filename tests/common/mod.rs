@@ -163,22 +163,44 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
-/// `../shared/data/<name>` from the project root, or `None` (with a message) when absent.
+/// The environment variable naming the folder of the shared real stacks (default: `../shared/data`
+/// beside the repository).
+pub const SHARED_DATA_ENV: &str = "LODCACHE_SHARED_DATA";
+/// The environment variable that, set to `1`, skips the tests that need the shared real stacks
+/// where they are missing (otherwise those tests fail).
+pub const SKIP_REAL_DATA_ENV: &str = "LODCACHE_SKIP_REAL_DATA";
+
+/// The folder of the shared real stacks: `$LODCACHE_SHARED_DATA`, else `../shared/data` from
+/// the project root.
+pub fn shared_data_root() -> PathBuf {
+    match std::env::var_os(SHARED_DATA_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("shared")
+            .join("data"),
+    }
+}
+
+/// The shared real stack `name` (see [`shared_data_root`]). Where it is missing the test
+/// fails, unless `LODCACHE_SKIP_REAL_DATA=1`: then it says so and returns `None` (skip).
 pub fn shared_data(name: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("shared")
-        .join("data")
-        .join(name);
+    let dir = shared_data_root().join(name);
     if dir.is_dir() {
-        Some(dir)
-    } else {
+        return Some(dir);
+    }
+    if std::env::var_os(SKIP_REAL_DATA_ENV).is_some_and(|v| v == "1") {
         eprintln!(
-            "SKIPPED: {} is absent; this test needs the shared real stacks",
+            "SKIPPED ({SKIP_REAL_DATA_ENV}=1): the real stack {} is missing",
             dir.display()
         );
-        None
+        return None;
     }
+    panic!(
+        "the real stack {} is missing: point {SHARED_DATA_ENV} at the folder of the shared \
+         stacks, or set {SKIP_REAL_DATA_ENV}=1 to skip the tests that need it",
+        dir.display()
+    );
 }
 
 /// An example binary cargo built next to this test (`target/<profile>/examples/<name>`).
