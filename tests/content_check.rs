@@ -12,10 +12,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::PathBuf;
 
-use common::{Volume as Naive, read_tiff_dir, values};
+use common::{Scan, Volume as Naive, blob_stamps, request_all, values};
 use lodcache::store::blob_path;
 use lodcache::{Phantom, Pyramid, PyramidBuilder, Served, SliceKey, dependent_slice};
 
@@ -25,42 +24,20 @@ const EDGE: u32 = 8;
 /// made from it.
 const CHANGED: u32 = 5;
 
-struct Scan {
-    tmp: tempfile::TempDir,
-    stack: PathBuf,
-    cache: PathBuf,
+/// The phantom stack of these tests.
+fn phantom_scan() -> Scan {
+    Scan::new(Phantom::new(64, 48, 16).with_seed(21), EDGE)
 }
 
 impl Scan {
-    fn new() -> Scan {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack = tmp.path().join("scan");
-        Phantom::new(64, 48, 16)
-            .with_seed(21)
-            .write(&stack)
-            .unwrap();
-        Scan {
-            cache: tmp.path().join("cache"),
-            stack,
-            tmp,
-        }
-    }
-
-    fn builder(&self, content_check: bool) -> PyramidBuilder {
-        Pyramid::builder(&self.stack)
-            .with_cache_dir(&self.cache)
-            .with_edge(EDGE)
-            .with_content_check(content_check)
-    }
-
-    /// The naive pyramid of the stack's files as they are now.
-    fn naive(&self) -> Vec<Naive> {
-        read_tiff_dir(&self.stack).0.pyramid(EDGE as usize)
+    /// A builder with the content check on or off.
+    fn builder_checking(&self, content_check: bool) -> PyramidBuilder {
+        self.builder().with_content_check(content_check)
     }
 
     /// Builds and stores every level, then closes the pyramid.
     fn fill(&self, content_check: bool) {
-        let pyr = self.builder(content_check).build().unwrap();
+        let pyr = self.builder_checking(content_check).build().unwrap();
         pyr.volume(pyr.level_count() - 1).unwrap();
         pyr.flush();
         assert_eq!(common::blob_files(&self.cache).len(), 8 + 4 + 2);
@@ -69,13 +46,13 @@ impl Scan {
     /// Rewrites source slice [`CHANGED`] in place with another phantom's pixels: the same
     /// file (inode), the same size, and its modification time put back.
     fn rewrite_in_place(&self) {
-        let other = self.tmp.path().join("other");
+        let other = self.path("other");
         Phantom::new(64, 48, 16)
             .with_seed(22)
             .write(&other)
             .unwrap();
         let content = std::fs::read(other.join(Phantom::file_name(CHANGED))).unwrap();
-        let path = self.stack.join(Phantom::file_name(CHANGED));
+        let path = self.file(CHANGED);
         let before = std::fs::metadata(&path).unwrap();
         assert_eq!(content.len() as u64, before.len(), "not the same size");
         assert_ne!(std::fs::read(&path).unwrap(), content, "not other pixels");
@@ -100,57 +77,26 @@ fn dependents(top: u32) -> Vec<SliceKey> {
         .collect()
 }
 
-/// Every slice of levels >= 1 of `pyr`.
-fn keys(pyr: &Pyramid) -> Vec<SliceKey> {
-    pyr.levels()[1..]
-        .iter()
-        .flat_map(|l| (0..l.depth).map(move |z| SliceKey::new(l.level, z)))
-        .collect()
-}
-
 /// Requests every slice of levels >= 1 and checks it against `naive`; returns where each
 /// came from.
-fn request_all(what: &str, pyr: &Pyramid, naive: &[Naive]) -> BTreeMap<SliceKey, Served> {
-    keys(pyr)
-        .into_iter()
-        .map(|key| {
-            let (slice, served) = pyr.slice_served(key.level, key.z).unwrap();
-            common::assert_naive(what, naive, key.level, key.z, &slice);
-            (key, served)
-        })
-        .collect()
-}
-
-/// Inode, modification time and bytes of every blob file.
-fn blob_stamps(cache: &Path) -> BTreeMap<PathBuf, (u64, SystemTime, Vec<u8>)> {
-    common::blob_files(cache)
-        .into_iter()
-        .map(|p| {
-            let meta = std::fs::metadata(&p).unwrap();
-            let stamp = (
-                meta.ino(),
-                meta.modified().unwrap(),
-                std::fs::read(&p).unwrap(),
-            );
-            (p, stamp)
-        })
-        .collect()
+fn request_every(what: &str, pyr: &Pyramid, naive: &[Naive]) -> BTreeMap<SliceKey, Served> {
+    request_all(what, pyr, naive).into_iter().collect()
 }
 
 /// The limit of the default fingerprint, written down: the stale slices are served.
 #[test]
 fn without_the_content_check_the_rewritten_slice_is_not_seen() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     scan.fill(false);
-    let old = scan.naive();
+    let old = scan.naive_of_files();
     scan.rewrite_in_place();
-    let new = scan.naive();
+    let new = scan.naive_of_files();
     for key in dependents(3) {
         let (l, z) = (key.level as usize, key.z as usize);
         assert_ne!(old[l].slices[z], new[l].slices[z], "{key} did not change");
     }
 
-    let pyr = scan.builder(false).build().unwrap();
+    let pyr = scan.builder_checking(false).build().unwrap();
     assert_eq!(pyr.stats().disk.invalidated, 0);
     for key in dependents(3) {
         let (slice, served) = pyr.slice_served(key.level, key.z).unwrap();
@@ -170,18 +116,18 @@ fn without_the_content_check_the_rewritten_slice_is_not_seen() {
 
 #[test]
 fn with_the_content_check_reopening_serves_the_new_pixels() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     scan.fill(true);
     scan.rewrite_in_place();
-    let new = scan.naive();
+    let new = scan.naive_of_files();
 
-    let pyr = scan.builder(true).build().unwrap();
+    let pyr = scan.builder_checking(true).build().unwrap();
     assert_eq!(
         pyr.stats().disk.invalidated,
         3,
         "the dependents were not dropped"
     );
-    let served = request_all("reopened with the content check", &pyr, &new);
+    let served = request_every("reopened with the content check", &pyr, &new);
     pyr.flush();
     for (key, from) in &served {
         let want = if dependents(3).contains(key) {
@@ -196,16 +142,16 @@ fn with_the_content_check_reopening_serves_the_new_pixels() {
 
 #[test]
 fn verify_drops_exactly_the_dependents_of_the_changed_slice() {
-    let scan = Scan::new();
-    let pyr = scan.builder(true).build().unwrap();
-    let old = scan.naive();
-    request_all("before the change", &pyr, &old);
+    let scan = phantom_scan();
+    let pyr = scan.builder_checking(true).build().unwrap();
+    let old = scan.naive_of_files();
+    request_every("before the change", &pyr, &old);
     pyr.flush();
     let before = blob_stamps(&scan.cache);
     assert_eq!(before.len(), 8 + 4 + 2);
 
     scan.rewrite_in_place();
-    let new = scan.naive();
+    let new = scan.naive_of_files();
     // The open pyramid does not watch its sources: it serves what it made.
     let stale = pyr.slice(1, dependent_slice(1, CHANGED)).unwrap();
     common::assert_naive(
@@ -246,7 +192,7 @@ fn verify_drops_exactly_the_dependents_of_the_changed_slice() {
 
     // Every slice is the new stack's; only the dependents are made again.
     let generated = pyr.stats().generated;
-    let served = request_all("after verify", &pyr, &new);
+    let served = request_every("after verify", &pyr, &new);
     pyr.flush();
     assert_eq!(pyr.stats().generated - generated, 3);
     for key in dependents(3) {
@@ -258,8 +204,8 @@ fn verify_drops_exactly_the_dependents_of_the_changed_slice() {
 
     // Another process opening the folder afterwards finds the new manifest: nothing to drop,
     // everything from disk and right.
-    let pyr = scan.builder(true).build().unwrap();
+    let pyr = scan.builder_checking(true).build().unwrap();
     assert_eq!(pyr.stats().disk.invalidated, 0);
-    let served = request_all("reopened after verify", &pyr, &new);
+    let served = request_every("reopened after verify", &pyr, &new);
     assert!(served.values().all(|s| *s == Served::Disk), "{served:?}");
 }

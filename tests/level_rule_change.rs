@@ -7,11 +7,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
-
-use common::{Volume as Naive, phantom_volume};
+use common::{Scan, blob_stamps};
 use lodcache::{Phantom, Pyramid, Served};
 
 /// 256 x 192 x 24: edge 32 makes levels 1 to 3 (128 x 96 x 12, 64 x 48 x 6, 32 x 24 x 3),
@@ -21,51 +17,20 @@ const FIRST: u32 = 32;
 const FEWER: u32 = 64;
 const MORE: u32 = 8;
 
-/// A blob file as it is on disk: inode, modification time and bytes.
-type Stamp = (u64, SystemTime, Vec<u8>);
-
-/// Every blob file under `cache`, by path.
-fn blob_stamps(cache: &Path) -> BTreeMap<PathBuf, Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    common::blob_files(cache)
-        .into_iter()
-        .map(|path| {
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let stamp = (
-                meta.ino(),
-                meta.modified().unwrap(),
-                std::fs::read(&path).unwrap(),
-            );
-            (path, stamp)
-        })
-        .collect()
-}
-
-struct Scan {
-    _tmp: tempfile::TempDir,
-    stack: PathBuf,
-    cache: PathBuf,
-    /// The naive pyramid down to the smallest edge used.
-    naive: Vec<Naive>,
-}
-
 impl Scan {
-    fn open(&self, edge: u32) -> Pyramid {
-        Pyramid::builder(&self.stack)
-            .with_cache_dir(&self.cache)
-            .with_edge(edge)
-            .build()
-            .unwrap()
+    /// The pyramid with level edge `edge`.
+    fn open_with_edge(&self, edge: u32) -> Pyramid {
+        self.builder().with_edge(edge).build().unwrap()
     }
 
-    /// Requests every slice of levels `1..=top` of `pyr` with `edge`, checks each against
+    /// Requests every slice of levels `1..=top` of `pyr`, checks each against
     /// the naive pyramid, and returns how many were not served from the disk.
     fn request(&self, what: &str, pyr: &Pyramid, top: u32) -> usize {
         let mut not_from_disk = 0;
         for level in 1..=top {
             for z in 0..pyr.levels()[level as usize].depth {
                 let (slice, served) = pyr.slice_served(level, z).unwrap();
-                common::assert_naive(what, &self.naive, level, z, &slice);
+                self.check_at(what, level, z, &slice);
                 if served != Served::Disk {
                     not_from_disk += 1;
                 }
@@ -83,19 +48,11 @@ fn levels_shown(pyr: &Pyramid) -> Vec<u32> {
 
 #[test]
 fn changing_the_edge_keeps_every_shared_blob_and_regenerates_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let stack = tmp.path().join("scan");
-    let phantom = Phantom::new(SIZE.0, SIZE.1, SIZE.2).with_seed(16);
-    phantom.write(&stack).unwrap();
-    let scan = Scan {
-        cache: tmp.path().join("cache"),
-        stack,
-        naive: phantom_volume(&phantom).pyramid(MORE as usize),
-        _tmp: tmp,
-    };
+    // The scan's own edge is the smallest used, so that its naive pyramid has every level.
+    let scan = Scan::new(Phantom::new(SIZE.0, SIZE.1, SIZE.2).with_seed(16), MORE);
 
     // Edge 32: every level built (and requested, so that demand knows levels 1 to 3).
-    let pyr = scan.open(FIRST);
+    let pyr = scan.open_with_edge(FIRST);
     assert_eq!(pyr.level_count(), 4);
     scan.request("first edge", &pyr, 3);
     pyr.flush();
@@ -106,7 +63,7 @@ fn changing_the_edge_keeps_every_shared_blob_and_regenerates_nothing() {
     assert_eq!(first.len(), 21);
 
     // Edge 64: fewer levels. Levels 1 and 2 come from the disk; level 3's blobs stay.
-    let pyr = scan.open(FEWER);
+    let pyr = scan.open_with_edge(FEWER);
     assert_eq!(pyr.level_count(), 3);
     assert_eq!(
         levels_shown(&pyr),
@@ -130,7 +87,7 @@ fn changing_the_edge_keeps_every_shared_blob_and_regenerates_nothing() {
     );
 
     // Edge 8: more levels. Levels 1 to 3 come from the disk; 4 and 5 are made from level 3.
-    let pyr = scan.open(MORE);
+    let pyr = scan.open_with_edge(MORE);
     assert_eq!(pyr.level_count(), 6);
     let not_from_disk = scan.request("more levels", &pyr, 3);
     pyr.flush();
@@ -162,7 +119,7 @@ fn changing_the_edge_keeps_every_shared_blob_and_regenerates_nothing() {
 
     // Back to edge 32: nothing generated, no blob file touched, levels 4 and 5 stay on disk
     // unused, and their demand is not shown.
-    let pyr = scan.open(FIRST);
+    let pyr = scan.open_with_edge(FIRST);
     assert_eq!(
         levels_shown(&pyr),
         [1, 2, 3],

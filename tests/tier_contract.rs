@@ -58,7 +58,9 @@ fn memory() -> Subject {
     }
 }
 
-fn disk() -> Subject {
+/// A tier that keeps blobs in a cache folder beside the stack: `open` makes it from the
+/// folder's options (with the budget) and the stack's manifest.
+fn in_folder(open: fn(&DiskOptions, &Manifest) -> Arc<dyn Tier>) -> Subject {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = stack(tmp.path());
     let cache = tmp.path().join("cache");
@@ -66,31 +68,25 @@ fn disk() -> Subject {
     Subject {
         fingerprint: Fingerprint::of(&manifest),
         open: Box::new(move |budget| {
-            let options = DiskOptions::new(&cache).with_budget(budget);
-            Arc::new(DiskStore::open(&options, &manifest))
+            open(&DiskOptions::new(&cache).with_budget(budget), &manifest)
         }),
         place: Some(Box::new(move |key| blob_path(&place, key))),
         tmp,
     }
 }
 
+fn disk() -> Subject {
+    in_folder(|options, manifest| Arc::new(DiskStore::open(options, manifest)))
+}
+
 /// Memory over disk, both with the budget (so that what the whole holds is bounded as each
 /// part's is), the caller storing.
 fn tiers() -> Subject {
-    let tmp = tempfile::tempdir().unwrap();
-    let manifest = stack(tmp.path());
-    let cache = tmp.path().join("cache");
-    let place = cache.clone();
-    Subject {
-        fingerprint: Fingerprint::of(&manifest),
-        open: Box::new(move |budget| {
-            let options = DiskOptions::new(&cache).with_budget(budget);
-            let disk = DiskStore::open(&options, &manifest);
-            Arc::new(Tiers::new(MemoryStore::new(budget), disk, Vec::new(), 0))
-        }),
-        place: Some(Box::new(move |key| blob_path(&place, key))),
-        tmp,
-    }
+    in_folder(|options, manifest| {
+        let memory = MemoryStore::new(options.budget);
+        let disk = DiskStore::open(options, manifest);
+        Arc::new(Tiers::new(memory, disk, Vec::new(), 0))
+    })
 }
 
 #[test]
@@ -144,14 +140,29 @@ fn key(level: u32, z: u32) -> SliceKey {
     SliceKey::new(level, z)
 }
 
-/// What changed in the counters between two readings.
-fn delta(before: TierStats, after: TierStats) -> (u64, u64, u64, u64) {
-    (
+/// Checks how the counters (hits, misses, damaged, writes) moved since `before`; returns
+/// them now.
+#[track_caller]
+fn assert_moved(
+    t: &dyn Tier,
+    before: TierStats,
+    moved: (u64, u64, u64, u64),
+    what: &str,
+) -> TierStats {
+    let after = t.tier_stats();
+    let delta = (
         after.hits - before.hits,
         after.misses - before.misses,
         after.corrupt - before.corrupt,
         after.writes - before.writes,
-    )
+    );
+    assert_eq!(
+        delta,
+        moved,
+        "{}: {what}: (hits, misses, damaged, writes)",
+        t.name()
+    );
+    after
 }
 
 /// Get, put, replace, contains, remove and report_corrupt, with the counters each moves.
@@ -167,24 +178,14 @@ fn round_trip(s: &Subject) {
         assert!(!t.contains(k), "{name}: {k} held before any put");
         assert!(t.get(k).is_none(), "{name}: {k} returned before any put");
     }
-    let after_misses = t.tier_stats();
-    assert_eq!(
-        delta(start, after_misses),
-        (0, 4, 0, 0),
-        "{name}: four misses"
-    );
+    let after_misses = assert_moved(&*t, start, (0, 4, 0, 0), "four misses");
 
     let blobs: Vec<Blob> = keys.iter().map(|&k| s.blob(k, 1)).collect();
     for (k, b) in keys.iter().zip(&blobs) {
         t.put(*k, b).unwrap();
         assert!(t.contains(*k), "{name}: {k} not held after put");
     }
-    let put = t.tier_stats();
-    assert_eq!(
-        delta(after_misses, put),
-        (0, 0, 0, 4),
-        "{name}: four writes"
-    );
+    let put = assert_moved(&*t, after_misses, (0, 0, 0, 4), "four writes");
     let total: u64 = blobs.iter().map(|b| b.len() as u64).sum();
     assert_eq!(
         (put.entries, put.bytes),
@@ -204,8 +205,7 @@ fn round_trip(s: &Subject) {
             .unwrap_or_else(|| panic!("{name}: {k} missed after put"));
         assert_eq!(&*got, &**b, "{name}: {k} came back with other bytes");
     }
-    let read = t.tier_stats();
-    assert_eq!(delta(put, read), (4, 0, 0, 0), "{name}: four hits");
+    assert_moved(&*t, put, (4, 0, 0, 0), "four hits");
 
     // A put replaces: the new bytes come back, the old ones are no longer counted.
     let newer = s.blob(keys[0], 2);
@@ -281,20 +281,41 @@ fn budget(s: &Subject) {
         t.get(key(1, 0)).is_none(),
         "{name}: a blob over the budget came back"
     );
-    let after = t.tier_stats();
-    assert_eq!(
-        delta(before, after),
-        (0, 1, 0, 0),
-        "{name}: a blob over the budget was counted as written"
-    );
+    let after = assert_moved(&*t, before, (0, 1, 0, 0), "a blob over the budget");
     assert_eq!(after.bytes, 0, "{name}");
     t.put(key(2, 0), &small).unwrap();
     assert_eq!(&*t.get(key(2, 0)).unwrap(), &*small, "{name}");
 }
 
-/// Keys of level 1 in put order, and which of them the tier holds.
+/// Which of `keys` the tier holds.
 fn held(t: &dyn Tier, keys: &[SliceKey]) -> Vec<bool> {
     keys.iter().map(|&k| t.contains(k)).collect()
+}
+
+/// How many of `keys` (in the order they should go under pressure) the tier no longer holds,
+/// checking that they are the first ones.
+#[track_caller]
+fn evicted_in_order(t: &dyn Tier, keys: &[SliceKey], order: &str) -> usize {
+    let now = held(t, keys);
+    let gone = now.iter().filter(|h| !**h).count();
+    assert!(
+        now[..gone].iter().all(|h| !h) && now[gone..].iter().all(|h| *h),
+        "{}: evicted out of order ({order}): held {now:?}",
+        t.name()
+    );
+    gone
+}
+
+/// Puts `blob` as `key` and checks that the bytes held stay within `budget`.
+#[track_caller]
+fn put_within(t: &dyn Tier, key: SliceKey, blob: &Blob, budget: u64) {
+    t.put(key, blob).unwrap();
+    let bytes = t.tier_stats().bytes;
+    assert!(
+        bytes <= budget,
+        "{}: {bytes} bytes over {budget} after {key}",
+        t.name()
+    );
 }
 
 /// Under pressure without priorities the least recently used goes first: with room for four
@@ -326,15 +347,11 @@ fn recency(s: &Subject) {
     );
     // Recency order, oldest first: 1, 2, 3, 0 (read), 4 (newest). What went is the oldest.
     let by_recency = [keys[1], keys[2], keys[3], keys[0], keys[4]];
+    let gone = evicted_in_order(&*t, &by_recency, "oldest first: 1, 2, 3, 0 read, 4");
     let now = held(&*t, &by_recency);
-    let gone = now.iter().filter(|h| !**h).count();
     assert!(
         gone >= 1,
         "{name}: nothing evicted over the budget: {now:?}"
-    );
-    assert!(
-        now[..gone].iter().all(|h| !h) && now[gone..].iter().all(|h| *h),
-        "{name}: evicted out of recency order (oldest first: 1, 2, 3, 0 read, 4): held {now:?}"
     );
     assert!(
         now[3],
@@ -347,12 +364,7 @@ fn recency(s: &Subject) {
     );
     // Many more: within the budget after every put, the newest always held.
     for (k, b) in keys.iter().zip(&blobs).skip(5) {
-        t.put(*k, b).unwrap();
-        let bytes = t.tier_stats().bytes;
-        assert!(
-            bytes <= budget,
-            "{name}: {bytes} bytes over {budget} after {k}"
-        );
+        put_within(&*t, *k, b, budget);
         assert!(t.contains(*k), "{name}: newest blob {k} not held");
         assert_eq!(&*t.get(*k).unwrap(), &**b, "{name}: {k}");
     }
@@ -373,27 +385,18 @@ fn priority(s: &Subject) {
         t.put(k, &s.blob(k, 4)).unwrap();
     }
     for &k in &low {
-        t.put(k, &s.blob(k, 4)).unwrap();
-        let bytes = t.tier_stats().bytes;
-        assert!(
-            bytes <= budget,
-            "{name}: {bytes} bytes over {budget} after {k}"
-        );
+        put_within(&*t, k, &s.blob(k, 4), budget);
     }
     assert_eq!(
         held(&*t, &high),
         [true, true],
         "{name}: a higher-priority blob went first"
     );
-    let now = held(&*t, &low);
-    let gone = now.iter().filter(|h| !**h).count();
+    let gone = evicted_in_order(&*t, &low, "level 1 oldest first");
     assert!(
         gone >= 5,
-        "{name}: eight blobs in room for four: held {now:?}"
-    );
-    assert!(
-        now[..gone].iter().all(|h| !h) && now[gone..].iter().all(|h| *h),
-        "{name}: level 1 not evicted oldest first: held {now:?}"
+        "{name}: eight blobs in room for four: held {:?}",
+        held(&*t, &low)
     );
 }
 
@@ -462,12 +465,7 @@ fn damaged_entries_are_never_returned(s: &Subject) {
         };
         let before = t.tier_stats();
         assert!(t.get(k).is_none(), "{name}: {what} at {k} was returned");
-        let after = t.tier_stats();
-        assert_eq!(
-            delta(before, after),
-            (0, 1, 1, 0),
-            "{name}: {what} at {k}: (hits, misses, damaged, writes)"
-        );
+        assert_moved(&*t, before, (0, 1, 1, 0), &format!("{what} at {k}"));
         assert!(
             std::fs::symlink_metadata(&path).is_err(),
             "{name}: {what} at {k} was left in place"
@@ -510,7 +508,12 @@ fn damage_found_after_reopening(s: &Subject) {
     );
     let before = t.tier_stats();
     assert!(t.get(k).is_none(), "{name}: a damaged blob was returned");
-    assert_eq!(delta(before, t.tier_stats()), (0, 1, 1, 0), "{name}");
+    assert_moved(
+        &*t,
+        before,
+        (0, 1, 1, 0),
+        "a damaged blob found after reopening",
+    );
     assert!(
         !t.contains(k),
         "{name}: still held after the damage was found"
