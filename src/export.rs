@@ -25,6 +25,9 @@ const WRITE_QUEUE: usize = 4;
 /// Prefix of the staging folder an export writes into before moving levels into place.
 const STAGING_PREFIX: &str = ".lodcache-export";
 
+/// The file an export leaves in OUT, saying OUT holds a lodcache export.
+pub const EXPORT_MARKER: &str = ".lodcache-export.json";
+
 /// What to export.
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
@@ -75,8 +78,10 @@ pub(crate) fn encode_tiff(slice: &Slice, path: &Path, buf: &mut Vec<u8>) -> Resu
 }
 
 /// The file of slice `z` of `level` in CTHarvester's layout under `out`.
-pub fn ctharvester_path(out: &Path, level: u32, z: u32) -> PathBuf {
-    out.join(level.to_string()).join(format!("{z:06}.tif"))
+pub fn ctharvester_path(out: impl AsRef<Path>, level: u32, z: u32) -> PathBuf {
+    out.as_ref()
+        .join(level.to_string())
+        .join(format!("{z:06}.tif"))
 }
 
 /// Removes staging folders left in `out` by exports whose process is gone.
@@ -99,15 +104,22 @@ fn sweep_stale_staging(out: &Path) {
 /// CTHarvester's layout. Level folders already in `out` are replaced, level by level, only after
 /// the whole export succeeded; other entries of `out` are left alone.
 ///
+/// An export never deletes or replaces anything it did not write: `out` must be missing,
+/// empty, or an earlier export (it carries [`EXPORT_MARKER`], or holds only CTHarvester-layout
+/// level folders), and every level folder it replaces must hold nothing but `<i:06>.tif`
+/// files. Otherwise it refuses before writing anything.
+///
 /// # Errors
-/// [`Error::InvalidArgument`] for a level outside the pyramid (naming the valid range), any
-/// decoding error of the source (naming the file), and [`Error::Io`]/[`Error::Encode`] naming
-/// the file that could not be written. On error `out` is left as it was.
+/// [`Error::InvalidArgument`] for a level outside the pyramid (naming the valid range) or an
+/// `out` it refuses (naming what it found), any decoding error of the source (naming the file),
+/// and [`Error::Io`]/[`Error::Encode`] naming the file that could not be written. On error
+/// `out` is left as it was.
 pub fn export_ctharvester(
     stack: &Stack,
-    out: &Path,
+    out: impl AsRef<Path>,
     options: &ExportOptions,
 ) -> Result<ExportReport> {
+    let out = out.as_ref();
     let wanted = wanted_levels(stack, &options.rule, options.levels.as_deref())?;
     let all = stack.levels(&options.rule)?;
     let mut stream_opts = StreamOptions {
@@ -192,6 +204,7 @@ pub(crate) fn write_ctharvester(
     wanted: &[u32],
     produce: impl FnOnce(&mut ExportSink<'_>) -> Result<()>,
 ) -> Result<(u64, u64)> {
+    check_out(out, wanted)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
     sweep_stale_staging(out);
     let staging = out.join(format!(
@@ -201,7 +214,129 @@ pub(crate) fn write_ctharvester(
     ));
     let result = write_staged(out, &staging, wanted, produce);
     let _ = std::fs::remove_dir_all(&staging);
+    if result.is_ok() && !wanted.is_empty() {
+        write_marker(out, wanted)?;
+    }
     result
+}
+
+/// Whether `name` is a file an export writes into a level folder: `<6 digits>.tif` (or one of
+/// lodcache's temporary files for it, left by a killed writer).
+fn is_export_file(name: &str) -> bool {
+    let stem = name.split(fsutil::TEMP_MARKER).next().unwrap_or(name);
+    stem.strip_suffix(".tif")
+        .is_some_and(|digits| digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_level_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Refuses an `out` an export could damage, before anything is written: an export replaces the
+/// level folders it writes, so each of those must hold nothing but files an export writes
+/// (`<i:06>.tif`), and a non-empty `out` must be a previous export (lodcache's marker, or
+/// CTHarvester's layout: level folders of `<i:06>.tif` files only). Nothing outside the level
+/// folders it writes is ever touched.
+fn check_out(out: &Path, wanted: &[u32]) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("reading", out, e)),
+    };
+    if !meta.is_dir() {
+        return Err(Error::invalid(
+            "export folder",
+            format!("{out:?} exists and is not a folder"),
+        ));
+    }
+    let marked = std::fs::symlink_metadata(out.join(EXPORT_MARKER)).is_ok_and(|m| m.is_file());
+    let entries = std::fs::read_dir(out).map_err(|e| Error::io("listing", out, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", out, e))?;
+        let name = entry.file_name();
+        let path = entry.path();
+        let Some(name) = name.to_str() else {
+            if marked {
+                continue;
+            }
+            return Err(not_an_export(out, &path));
+        };
+        if name == EXPORT_MARKER || name.starts_with(STAGING_PREFIX) {
+            continue;
+        }
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        let level = is_level_name(name)
+            .then(|| name.parse::<u32>().ok())
+            .flatten();
+        let replaced = level.is_some_and(|l| wanted.contains(&l));
+        if !is_dir || level.is_none() {
+            if marked && !replaced {
+                continue;
+            }
+            return Err(not_an_export(out, &path));
+        }
+        if !replaced && marked {
+            continue;
+        }
+        // A level folder: replaced by this export, or (without a marker) the sign that OUT is a
+        // CTHarvester-layout export. Either way it must hold only export files.
+        let files = std::fs::read_dir(&path).map_err(|e| Error::io("listing", &path, e))?;
+        for file in files {
+            let file = file.map_err(|e| Error::io("listing", &path, e))?;
+            let regular = file.file_type().is_ok_and(|t| t.is_file());
+            if !regular || !file.file_name().to_str().is_some_and(is_export_file) {
+                return Err(Error::invalid(
+                    "export folder",
+                    format!(
+                        "{:?} holds {:?}, which an export does not write; an export replaces \
+                         whole level folders, so it will not touch this one (move that file, or \
+                         export to an empty or new folder)",
+                        path,
+                        file.file_name()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn not_an_export(out: &Path, found: &Path) -> Error {
+    Error::invalid(
+        "export folder",
+        format!(
+            "{out:?} is not empty and is not an earlier export (it holds {:?}); export to an \
+             empty or new folder",
+            found.file_name().unwrap_or_default()
+        ),
+    )
+}
+
+/// Leaves lodcache's marker in `out`, merging the levels of earlier exports.
+fn write_marker(out: &Path, wanted: &[u32]) -> Result<()> {
+    let path = out.join(EXPORT_MARKER);
+    let mut levels: Vec<u32> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v["levels"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|l| l.as_u64().and_then(|l| u32::try_from(l).ok()))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    levels.extend_from_slice(wanted);
+    levels.sort_unstable();
+    levels.dedup();
+    let marker = serde_json::json!({
+        "written_by": format!("lodcache {}", env!("CARGO_PKG_VERSION")),
+        "layout": "ctharvester",
+        "levels": levels,
+    });
+    let bytes = serde_json::to_vec_pretty(&marker)
+        .map_err(|e| Error::internal("export marker", e.to_string()))?;
+    fsutil::write_atomic(&path, &bytes)
 }
 
 fn write_staged(

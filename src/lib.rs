@@ -81,7 +81,9 @@ pub mod store;
 pub use cascade::{PairReducer, StreamOptions, StreamStats, stream_levels};
 pub use demand::{DemandRanking, HALF_LIFE as DEMAND_HALF_LIFE, LevelDemand};
 pub use error::{Error, ErrorKind, Result};
-pub use export::{ExportOptions, ExportReport, ctharvester_path, export_ctharvester};
+pub use export::{
+    EXPORT_MARKER, ExportOptions, ExportReport, ctharvester_path, export_ctharvester,
+};
 pub use geometry::{LevelInfo, LevelRule, Region, SliceKey, dependent_slice, source_range};
 pub use phantom::{Phantom, sample_stack};
 pub use pyramid::{

@@ -263,7 +263,8 @@ impl Phantom {
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::Encode`] naming the file that could not be written.
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    pub fn write(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
         self.check()?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
         let mut slice = Slice::zeroed(0, 0, self.sample_type());
@@ -296,7 +297,8 @@ impl Phantom {
     ///
     /// # Errors
     /// As [`Phantom::write`].
-    pub fn write_cached(&self, parent: &Path) -> Result<PathBuf> {
+    pub fn write_cached(&self, parent: impl AsRef<Path>) -> Result<PathBuf> {
+        let parent = parent.as_ref();
         self.check()?;
         let name = format!(
             "phantom-v1-{}x{}x{}-{}-s{}-n{}",
@@ -336,7 +338,7 @@ impl Phantom {
 /// # Errors
 /// As [`Phantom::write_cached`].
 pub fn sample_stack() -> Result<PathBuf> {
-    Phantom::new(1024, 1024, 128).write_cached(&std::env::temp_dir().join("lodcache-samples"))
+    Phantom::new(1024, 1024, 128).write_cached(std::env::temp_dir().join("lodcache-samples"))
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ fn counts(out: &Path) -> Vec<(String, usize)> {
     let mut dirs: Vec<(String, usize)> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
         .map(|e| {
             (
                 e.file_name().to_string_lossy().into_owned(),
@@ -195,4 +196,60 @@ fn a_stack_below_the_edge_exports_nothing_and_says_why() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("not above the edge"), "{err}");
+}
+
+/// Issue 15 item 4: an export never deletes or replaces what it did not write. The user's scan
+/// folder as OUT, a level folder holding a user's notes, a file where OUT should be: refused,
+/// and nothing changes. An earlier export (marked), and CTHarvester's own layout (unmarked),
+/// are replaced as before.
+#[test]
+fn an_export_refuses_an_out_it_did_not_write_and_touches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stack_dir = tmp.path().join("scan");
+    Phantom::new(40, 40, 5).write(&stack_dir).unwrap();
+    // The scan folder itself (what `export` with one argument did).
+    let before = tree(&stack_dir);
+    let err = export(&stack_dir, &stack_dir, 10).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert!(err.to_string().contains("not an earlier export"), "{err}");
+    assert_eq!(tree(&stack_dir), before, "the scan folder changed");
+
+    // A folder whose level folder holds the user's notes.
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("1")).unwrap();
+    std::fs::write(out.join("1").join("notes.txt"), b"my notes").unwrap();
+    std::fs::write(out.join("1").join("000000.tif"), b"old").unwrap();
+    let before = tree(&out);
+    let err = export(&stack_dir, &out, 10).unwrap_err().to_string();
+    assert!(err.contains("notes.txt"), "{err}");
+    assert_eq!(tree(&out), before, "OUT changed");
+    assert_eq!(
+        std::fs::read(out.join("1").join("notes.txt")).unwrap(),
+        b"my notes"
+    );
+
+    // A file where OUT should be.
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(export(&stack_dir, &file, 10).is_err());
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+
+    // CTHarvester's own layout (no marker): replaced; then marked, and replaced again, with a
+    // user file beside the level folders left alone.
+    let thumbs = tmp.path().join(".thumbnail");
+    std::fs::create_dir_all(thumbs.join("1")).unwrap();
+    std::fs::write(
+        thumbs.join("1").join("000000.tif"),
+        b"made by the old module",
+    )
+    .unwrap();
+    export(&stack_dir, &thumbs, 10).unwrap();
+    assert!(thumbs.join(lodcache::EXPORT_MARKER).is_file());
+    assert_ne!(
+        std::fs::read(thumbs.join("1").join("000000.tif")).unwrap(),
+        b"made by the old module"
+    );
+    std::fs::write(thumbs.join("README.txt"), b"mine").unwrap();
+    export(&stack_dir, &thumbs, 10).unwrap();
+    assert_eq!(std::fs::read(thumbs.join("README.txt")).unwrap(), b"mine");
 }

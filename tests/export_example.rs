@@ -37,6 +37,7 @@ fn export_example_writes_the_layout() {
     assert_eq!(
         tree(&out),
         [
+            ".lodcache-export.json",
             "1/000000.tif",
             "1/000001.tif",
             "1/000002.tif",

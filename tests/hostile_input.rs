@@ -449,7 +449,7 @@ fn ten_thousand_files_that_are_not_slices_are_scanned_quickly_as_no_images() {
     for i in 0..20 {
         std::fs::write(dir.join(".lodcache").join(format!("{i:06}.tif")), b"II*\0").unwrap();
     }
-    Phantom::new(8, 8, 2).write(&dir.join("sub")).unwrap();
+    Phantom::new(8, 8, 2).write(dir.join("sub")).unwrap();
     std::fs::create_dir(dir.join("s0001.tif")).unwrap();
     let entries = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(entries, 10_000 + 40 + 5 + 3);

@@ -167,7 +167,7 @@ fn a_bad_slice_stops_the_stream_with_its_name_and_a_sink_error_is_returned() {
     Phantom::new(32, 32, 12).write(dir.path()).unwrap();
     // Slice 7 of another size.
     Phantom::new(30, 32, 1)
-        .write(&dir.path().join("other"))
+        .write(dir.path().join("other"))
         .unwrap();
     std::fs::rename(
         dir.path().join("other").join(Phantom::file_name(0)),

@@ -198,8 +198,8 @@ impl Drop for DecodeReservation {
 /// # Errors
 /// [`Error::OverDecodeBudget`] naming `path`, `bytes` and the budget when `bytes` is more
 /// than the whole budget (also when the budget is lowered below it while waiting).
-pub fn reserve_decode_memory(path: &Path, bytes: u64) -> Result<DecodeReservation> {
-    DECODE.reserve(path, bytes)
+pub fn reserve_decode_memory(path: impl AsRef<Path>, bytes: u64) -> Result<DecodeReservation> {
+    DECODE.reserve(path.as_ref(), bytes)
 }
 
 /// Sets the process-wide decode budget in bytes. Reservations already held are kept; waiting

@@ -260,8 +260,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The file of blob `key` in cache folder `dir`: `<dir>/<level>/<z:06>.blob`.
-pub fn blob_path(dir: &Path, key: SliceKey) -> PathBuf {
-    dir.join(key.level.to_string()).join(blob_name(key.z))
+pub fn blob_path(dir: impl AsRef<Path>, key: SliceKey) -> PathBuf {
+    dir.as_ref()
+        .join(key.level.to_string())
+        .join(blob_name(key.z))
 }
 
 fn blob_name(z: u32) -> String {
@@ -288,7 +290,8 @@ fn level_number(name: &str) -> Option<u32> {
 /// `<stack_dir>/.lodcache` when that can be written, otherwise a per-user folder,
 /// `$XDG_CACHE_HOME/lodcache/<name>-<hash of the stack's absolute path>` (`~/.cache` when
 /// `XDG_CACHE_HOME` is unset).
-pub fn default_cache_dir(stack_dir: &Path) -> PathBuf {
+pub fn default_cache_dir(stack_dir: impl AsRef<Path>) -> PathBuf {
+    let stack_dir = stack_dir.as_ref();
     let local = stack_dir.join(CACHE_FOLDER);
     if can_write_in(&local) || (!local.exists() && can_write_in(stack_dir)) {
         return local;
@@ -316,8 +319,11 @@ fn user_cache_dir(stack_dir: &Path) -> PathBuf {
 }
 
 /// Whether a file can be created in `dir` (tried, not guessed from permission bits).
+/// The name of the file [`can_write_in`] creates and removes.
+const PROBE_NAME: &str = ".lodcache-probe";
+
 fn can_write_in(dir: &Path) -> bool {
-    let probe = fsutil::temp_path(&dir.join(".lodcache-probe"));
+    let probe = fsutil::temp_path(&dir.join(PROBE_NAME));
     let made = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -358,7 +364,7 @@ fn survey(folder: &CacheFolder, manifest: &Manifest) -> Survey {
     let top_file = |name: &str| {
         TOP_FILES.contains(&name)
             || is_temp_of(name, |t| TOP_FILES.contains(&t))
-            || name.starts_with(".lodcache-probe")
+            || is_temp_of(name, |t| t == PROBE_NAME)
     };
     let blob_file =
         |name: &str| blob_z(name).is_some() || is_temp_of(name, |t| blob_z(t).is_some());
@@ -1017,7 +1023,11 @@ fn scan(folder: &CacheFolder, sweep: bool, warnings: &mut Vec<String>) -> Vec<Fo
     let mut found = Vec::new();
     let top = folder.list(None).unwrap_or_default();
     for entry in top {
-        let ours_at_top = is_temp_of(&entry.name, |t| TOP_FILES.contains(&t));
+        // lodcache's top files' temporary files, and the write probe of a process killed
+        // between making and removing it.
+        let ours_at_top = is_temp_of(&entry.name, |t| {
+            TOP_FILES.contains(&t) || t == PROBE_NAME
+        });
         if ours_at_top {
             if sweep && is_stale(&entry.name, entry.modified, TEMP_MAX_AGE) {
                 let _ = folder.remove(None, &entry.name);
