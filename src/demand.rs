@@ -292,8 +292,10 @@ impl Demand {
         get(&state.base) + get(&state.fresh) + get(&state.saving)
     }
 
-    /// The ranking now: levels by score, and the most requested slices.
-    pub(crate) fn ranking(&self) -> DemandRanking {
+    /// The ranking now: levels by score, and the most requested slices, of levels below
+    /// `level_count` only (requests for levels a pyramid's rule does not have stay counted,
+    /// unshown).
+    pub(crate) fn ranking(&self, level_count: u32) -> DemandRanking {
         let t = now_secs();
         let all = {
             let state = self.lock();
@@ -310,15 +312,19 @@ impl Demand {
                 score: s.at(t),
                 share: 0.0,
             })
-            .filter(|d| d.score > 0.0)
+            .filter(|d| d.score > 0.0 && d.level < level_count)
             .collect();
         let total: f64 = levels.iter().map(|d| d.score).sum();
         for d in &mut levels {
             d.share = d.score / total;
         }
         levels.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.level.cmp(&b.level)));
-        let mut slices: Vec<(SliceKey, f64)> =
-            all.slices.iter().map(|(k, s)| (*k, s.at(t))).collect();
+        let mut slices: Vec<(SliceKey, f64)> = all
+            .slices
+            .iter()
+            .filter(|(k, _)| k.level < level_count)
+            .map(|(k, s)| (*k, s.at(t)))
+            .collect();
         slices.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         slices.truncate(20);
         DemandRanking { levels, slices }
@@ -411,12 +417,17 @@ mod tests {
         }
         d.record(SliceKey::new(1, 0));
         d.record_level(3, 4.0);
-        let r = d.ranking();
+        let r = d.ranking(u32::MAX);
         let order: Vec<u32> = r.levels.iter().map(|l| l.level).collect();
         assert_eq!(order, [2, 3, 1]);
         assert!((r.levels.iter().map(|l| l.share).sum::<f64>() - 1.0).abs() < 1e-9);
         assert_eq!(r.slices[0].0, SliceKey::new(2, 3));
         assert!(d.level_score(2) > 9.99);
+        // A rule with levels 0 to 1 sees level 1 only, as the whole of the demand.
+        let r = d.ranking(2);
+        assert_eq!(r.levels.iter().map(|l| l.level).collect::<Vec<_>>(), [1]);
+        assert!((r.levels[0].share - 1.0).abs() < 1e-9);
+        assert_eq!(r.slices, [(SliceKey::new(1, 0), r.levels[0].score)]);
     }
 
     #[test]
@@ -452,7 +463,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE), b"{ garbage").unwrap();
         let d = Demand::open(dir.path());
-        assert_eq!(d.ranking(), DemandRanking::default());
+        assert_eq!(d.ranking(u32::MAX), DemandRanking::default());
         assert!(
             d.warnings()[0].contains("demand.json"),
             "{:?}",

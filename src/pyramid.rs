@@ -549,9 +549,11 @@ impl Pyramid {
     }
 
     /// What users have asked for, most requested level first (decayed request counts, this
-    /// run's and earlier runs' on the same cache folder; see [`DemandRanking`]).
+    /// run's and earlier runs' on the same cache folder; see [`DemandRanking`]). Levels this
+    /// pyramid's rule does not have (asked for under another edge) are not shown; their
+    /// counts are kept for a rule that has them.
     pub fn demand(&self) -> DemandRanking {
-        self.inner.demand.ranking()
+        self.inner.demand.ranking(self.level_count())
     }
 
     fn level(&self, level: u32) -> Result<LevelInfo> {

@@ -6,61 +6,21 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
-use common::{Volume as Naive, tree, values};
-use lodcache::{Phantom, Pyramid, PyramidBuilder};
+use common::{Scan, Volume as Naive, peak_rss, request_all, tree, within};
+use lodcache::{Phantom, Pyramid};
 
 const EDGE: u32 = 8;
 
-struct Scan {
-    tmp: tempfile::TempDir,
-    stack: PathBuf,
-    cache: PathBuf,
-}
-
-impl Scan {
-    fn new(seed: u64) -> Scan {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack = tmp.path().join("scan");
-        Phantom::new(64, 48, 16)
-            .with_seed(seed)
-            .write(&stack)
-            .unwrap();
-        Scan {
-            cache: tmp.path().join("cache"),
-            stack,
-            tmp,
-        }
-    }
-
-    fn builder(&self) -> PyramidBuilder {
-        Pyramid::builder(&self.stack)
-            .with_cache_dir(&self.cache)
-            .with_edge(EDGE)
-    }
-
-    /// The naive pyramid of the stack as it is on disk now.
-    fn naive(&self) -> Vec<Naive> {
-        let (v, _) = common::read_tiff_dir(&self.stack);
-        v.pyramid(EDGE as usize)
-    }
+/// The phantom stack of these tests (64 x 48 x 16: levels 32 x 24 x 8, 16 x 12 x 4, 8 x 6 x 2).
+fn phantom_scan(seed: u64) -> Scan {
+    Scan::new(Phantom::new(64, 48, 16).with_seed(seed), EDGE)
 }
 
 /// Asserts that every slice of every level of `pyr` equals `naive`.
 fn assert_all_correct(what: &str, pyr: &Pyramid, naive: &[Naive]) {
-    for l in &pyr.levels()[1..] {
-        for z in 0..l.depth {
-            let s = pyr.slice(l.level, z).unwrap();
-            assert!(
-                values(&s) == naive[l.level as usize].slices[z as usize],
-                "{what}: level {} slice {z} has wrong pixels",
-                l.level
-            );
-        }
-    }
+    request_all(what, pyr, naive);
 }
 
 /// Rewrites source slice `z` of `scan` with other pixels and a later modification time.
@@ -82,26 +42,12 @@ fn rewrite_source(scan: &Scan, z: u32, seed: u64) {
         .unwrap();
 }
 
-/// Runs `work` on a thread and fails the test if it takes longer than `limit` (a hang).
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("{what}: no answer within {limit:?} (hung)"))
-}
-
 /// Item 1: process W1 made slice (1, 0) from the old `s0000` and writes it after process W2,
 /// opened on the rewritten `s0000`, has scanned the folder and rewritten the manifest. The
 /// late write is made to happen on purpose: W1's blob is put back after W2's open.
 #[test]
 fn a_blob_written_by_another_process_from_old_sources_is_never_served() {
-    let scan = Scan::new(1);
+    let scan = phantom_scan(1);
     // W1: makes everything from the old sources; we keep its blob of (1, 0).
     let w1 = scan.builder().build().unwrap();
     w1.volume(w1.levels().len() as u32 - 1).unwrap();
@@ -116,7 +62,7 @@ fn a_blob_written_by_another_process_from_old_sources_is_never_served() {
     assert!(!blob.exists(), "the open did not remove the dependent blob");
     // ... and W1's late write lands after it.
     std::fs::write(&blob, &stale).unwrap();
-    let naive = scan.naive();
+    let naive = scan.naive_of_files();
     assert_all_correct("W2 after the late write", &w2, &naive);
     w2.flush();
     drop(w2);
@@ -130,8 +76,8 @@ fn a_blob_written_by_another_process_from_old_sources_is_never_served() {
 /// one cache folder; B takes the folder over. A must keep serving A's pixels.
 #[test]
 fn two_stacks_sharing_one_cache_folder_never_see_each_others_pixels() {
-    let a = Scan::new(2);
-    let b = Scan::new(3);
+    let a = phantom_scan(2);
+    let b = phantom_scan(3);
     // A reads from disk on every request (no memory tier to hide behind).
     let viewer = Pyramid::builder(&a.stack)
         .with_cache_dir(&a.cache)
@@ -139,7 +85,7 @@ fn two_stacks_sharing_one_cache_folder_never_see_each_others_pixels() {
         .with_memory_budget(0)
         .build()
         .unwrap();
-    let naive_a = a.naive();
+    let naive_a = a.naive_of_files();
     assert_all_correct("A before", &viewer, &naive_a);
     viewer.flush();
 
@@ -161,13 +107,13 @@ fn two_stacks_sharing_one_cache_folder_never_see_each_others_pixels() {
         .with_edge(EDGE)
         .build()
         .unwrap();
-    assert_all_correct("B reopened", &b_again, &b.naive());
+    assert_all_correct("B reopened", &b_again, &b.naive_of_files());
 }
 
 /// Item 5: a blob replaced by a link to `/dev/zero` must not be read without end.
 #[test]
 fn a_blob_that_links_to_dev_zero_is_a_miss_not_a_flood() {
-    let scan = Scan::new(4);
+    let scan = phantom_scan(4);
     let pyr = scan.builder().build().unwrap();
     pyr.volume(1).unwrap();
     pyr.flush();
@@ -175,7 +121,7 @@ fn a_blob_that_links_to_dev_zero_is_a_miss_not_a_flood() {
     let blob = lodcache::store::blob_path(&scan.cache, lodcache::SliceKey::new(1, 2));
     std::fs::remove_file(&blob).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &blob).unwrap();
-    let naive = scan.naive();
+    let naive = scan.naive_of_files();
     let builder = scan.builder().with_memory_budget(0);
     within(Duration::from_secs(30), "/dev/zero blob", move || {
         let pyr = builder.build().unwrap();
@@ -183,22 +129,14 @@ fn a_blob_that_links_to_dev_zero_is_a_miss_not_a_flood() {
     });
     // Reading it would have taken gigabytes (every test of this file together needs tens of
     // megabytes): the peak resident size of the process says whether it was read.
-    let peak = peak_rss_bytes();
+    let peak = peak_rss();
     assert!(peak < 1 << 30, "the process grew to {} MiB", peak >> 20);
-}
-
-/// This process's peak resident set size (`VmHWM`).
-fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib << 10
 }
 
 /// Item 5: a blob replaced by a FIFO must not hang the request (or the storing threads).
 #[test]
 fn a_blob_that_is_a_fifo_is_a_miss_not_a_hang() {
-    let scan = Scan::new(5);
+    let scan = phantom_scan(5);
     let pyr = scan.builder().build().unwrap();
     pyr.volume(2).unwrap();
     pyr.flush();
@@ -210,7 +148,7 @@ fn a_blob_that_is_a_fifo_is_a_miss_not_a_hang() {
         .status()
         .unwrap();
     assert!(status.success());
-    let naive = scan.naive();
+    let naive = scan.naive_of_files();
     let builder = scan.builder().with_memory_budget(0);
     within(Duration::from_secs(30), "FIFO blob", move || {
         let pyr = builder.build().unwrap();
@@ -224,7 +162,7 @@ fn a_blob_that_is_a_fifo_is_a_miss_not_a_hang() {
 /// files of dead writers.
 #[test]
 fn a_level_folder_that_links_outside_is_never_written_or_emptied() {
-    let scan = Scan::new(6);
+    let scan = phantom_scan(6);
     let outside = scan.tmp.path().join("precious");
     std::fs::create_dir(&outside).unwrap();
     for (name, bytes) in [
@@ -247,7 +185,7 @@ fn a_level_folder_that_links_outside_is_never_written_or_emptied() {
     std::os::unix::fs::symlink(&outside, &level1).unwrap();
 
     let pyr = scan.builder().build().unwrap();
-    assert_all_correct("level folder linked outside", &pyr, &scan.naive());
+    assert_all_correct("level folder linked outside", &pyr, &scan.naive_of_files());
     pyr.flush();
     drop(pyr);
     assert_eq!(tree(&outside), before, "files outside the cache changed");
@@ -265,7 +203,7 @@ fn a_level_folder_that_links_outside_is_never_written_or_emptied() {
 /// Item 5: a `demand.lock` link must not create a file where it points.
 #[test]
 fn a_lock_file_that_links_outside_creates_nothing_there() {
-    let scan = Scan::new(7);
+    let scan = phantom_scan(7);
     let pyr = scan.builder().build().unwrap();
     pyr.slice(1, 0).unwrap();
     pyr.flush();
@@ -289,7 +227,7 @@ fn a_lock_file_that_links_outside_creates_nothing_there() {
 /// warning), and no user file is removed, not even one named like a stale temporary file.
 #[test]
 fn a_cache_folder_that_is_the_scan_folder_is_refused_and_nothing_is_deleted() {
-    let scan = Scan::new(8);
+    let scan = phantom_scan(8);
     let user_files = [
         "report.txt.tmp-99999999-0-0",
         "notes.tmp-1-2-3",
@@ -304,7 +242,7 @@ fn a_cache_folder_that_is_the_scan_folder_is_refused_and_nothing_is_deleted() {
         .with_edge(EDGE)
         .build()
         .unwrap();
-    let naive = scan.naive();
+    let naive = scan.naive_of_files();
     assert_all_correct("cache = scan folder", &pyr, &naive);
     pyr.flush();
     assert!(
@@ -319,7 +257,7 @@ fn a_cache_folder_that_is_the_scan_folder_is_refused_and_nothing_is_deleted() {
 /// A folder of the user's (no tag, other files) is not taken over as a cache.
 #[test]
 fn a_cache_folder_holding_other_files_is_not_used() {
-    let scan = Scan::new(9);
+    let scan = phantom_scan(9);
     let folder = scan.tmp.path().join("documents");
     std::fs::create_dir_all(folder.join("1")).unwrap();
     std::fs::write(folder.join("1").join("thesis.txt"), b"chapter 1").unwrap();
@@ -330,7 +268,7 @@ fn a_cache_folder_holding_other_files_is_not_used() {
         .with_edge(EDGE)
         .build()
         .unwrap();
-    assert_all_correct("untagged folder", &pyr, &scan.naive());
+    assert_all_correct("untagged folder", &pyr, &scan.naive_of_files());
     pyr.flush();
     drop(pyr);
     assert_eq!(tree(&folder), before);

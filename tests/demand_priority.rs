@@ -5,8 +5,11 @@
 //! with demand priority off (plain least-recently-used) is measured and printed for
 //! comparison.
 
+mod common;
+
 use std::path::Path;
 
+use common::{Rng, Scan};
 use lodcache::store::blob_path;
 use lodcache::{Phantom, Pyramid, SliceKey, WarmupOptions, WarmupOutcome};
 
@@ -20,20 +23,6 @@ const WARM_REQUESTS: usize = 330;
 /// Requests counted.
 const COUNTED_REQUESTS: usize = 1_100;
 
-/// A small deterministic generator (SplitMix64), so every run replays the same trace.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u32) -> u32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^= x >> 31;
-        (x % u64::from(n)) as u32
-    }
-}
-
 /// How A's slices are picked.
 #[derive(Debug, Clone, Copy)]
 enum Pattern {
@@ -45,15 +34,16 @@ enum Pattern {
 
 /// The request trace: ten requests of A, then one of B (B's slices at random).
 fn trace(pattern: Pattern, a_depth: u32, b_depth: u32, n: usize) -> Vec<SliceKey> {
+    // Seeded, so every run replays the same trace.
     let mut rng = Rng(0x5EED);
     let mut a_next = 0;
     (0..n)
         .map(|i| {
             if i % 11 == 10 {
-                SliceKey::new(B, rng.below(b_depth))
+                SliceKey::new(B, rng.below_u32(b_depth))
             } else {
                 let z = match pattern {
-                    Pattern::Random => rng.below(a_depth),
+                    Pattern::Random => rng.below_u32(a_depth),
                     Pattern::Cyclic => {
                         a_next = (a_next + 1) % a_depth;
                         a_next
@@ -81,8 +71,7 @@ fn level_blob_bytes(cache: &Path, level: u32, depth: u32) -> (u64, u64) {
 /// The scan, its level depths and a memory budget holding level A plus a little more than one
 /// slice of B.
 struct Fixture {
-    _tmp: tempfile::TempDir,
-    stack: std::path::PathBuf,
+    scan: Scan,
     a_depth: u32,
     b_depth: u32,
     budget: u64,
@@ -91,17 +80,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack = tmp.path().join("scan");
         // Levels (edge 16): 1 = 128 x 128 x 32, 2 = 64 x 64 x 16, 3 = 32 x 32 x 8, 4 = 16^2 x 4.
-        Phantom::new(256, 256, 64).write(&stack).unwrap();
+        let scan = Scan::new(Phantom::new(256, 256, 64), 16);
         // Measure the blobs once, through a disk cache of its own.
-        let measure = tmp.path().join("measure");
-        let pyr = Pyramid::builder(&stack)
-            .with_cache_dir(&measure)
-            .with_edge(16)
-            .build()
-            .unwrap();
+        let measure = scan.path("measure");
+        let pyr = scan.open_at(&measure);
         let (a_depth, b_depth) = (
             pyr.levels()[A as usize].depth,
             pyr.levels()[B as usize].depth,
@@ -127,8 +110,7 @@ impl Fixture {
             "level {B} must not fit in the budget: the test needs pressure"
         );
         Fixture {
-            _tmp: tmp,
-            stack,
+            scan,
             a_depth,
             b_depth,
             budget,
@@ -138,8 +120,8 @@ impl Fixture {
 
     /// A memory-only pyramid with the budget (no disk tier: a miss means regenerating).
     fn open(&self, priority: bool) -> Pyramid {
-        Pyramid::builder(&self.stack)
-            .with_edge(16)
+        self.scan
+            .builder()
             .with_disk_cache(false)
             .with_memory_budget(self.budget)
             .with_demand_priority(priority)

@@ -2,10 +2,13 @@
 //! invalidate exactly the dependent blobs, the budget holds, and unusable folders degrade to
 //! memory-only caching instead of failing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use common::set_mtime;
 use lodcache::codec::{self, FilterChoice};
 use lodcache::store::{Blob, DiskMode, DiskOptions, DiskStore, Manifest, blob_path};
 use lodcache::{LevelInfo, LevelRule, Phantom, Slice, SliceKey, Stack, StreamOptions};
@@ -79,11 +82,6 @@ impl Fixture {
 
 fn rule() -> LevelRule {
     LevelRule::default().with_edge(EDGE)
-}
-
-fn set_mtime(path: &Path, t: SystemTime) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(t).unwrap();
 }
 
 fn build(stack: &Stack) -> BTreeMap<SliceKey, Slice> {

@@ -28,12 +28,12 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::{Rng, Volume as Naive, phantom_volume, values};
+use common::{Rng, Scan, upper_keys, values};
 use lodcache::codec::{self, FORMAT_VERSION, HEADER_LEN};
 use lodcache::store::{DiskMode, DiskStats, blob_path};
 use lodcache::{
-    LevelInfo, Phantom, Pyramid, PyramidBuilder, PyramidStats, Served, SliceKey, WarmupOptions,
-    WarmupOutcome, dependent_slice,
+    LevelInfo, Phantom, PyramidStats, Served, SliceKey, WarmupOptions, WarmupOutcome,
+    dependent_slice,
 };
 
 /// Levels (edge 16) of a 256 x 192 x 64 stack: 128 x 96 x 32, 64 x 48 x 16, 32 x 24 x 8,
@@ -89,10 +89,8 @@ impl Checks {
 }
 
 struct Fixture {
-    tmp: tempfile::TempDir,
-    stack: PathBuf,
+    scan: Scan,
     levels: Vec<LevelInfo>,
-    naive: Vec<Naive>,
     keys: Vec<SliceKey>,
     pristine: PathBuf,
     /// The pristine blob of every key.
@@ -103,13 +101,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack = tmp.path().join("scan");
-        let phantom = Phantom::new(SIZE.0, SIZE.1, SIZE.2).with_seed(2718);
-        phantom.write(&stack).unwrap();
-        let naive = phantom_volume(&phantom).pyramid(EDGE as usize);
-        let pristine = tmp.path().join("pristine");
-        let pyr = builder(&stack, &pristine).build().unwrap();
+        let scan = Scan::new(Phantom::new(SIZE.0, SIZE.1, SIZE.2).with_seed(2718), EDGE);
+        let pristine = scan.path("pristine");
+        let pyr = scan.open_at(&pristine);
         let levels = pyr.levels().to_vec();
         let fingerprint = pyr.tiers().fingerprint().clone();
         let outcome = pyr.warm_up(WarmupOptions::default()).wait();
@@ -118,21 +112,16 @@ impl Fixture {
             "{outcome:?}"
         );
         drop(pyr);
-        let keys: Vec<SliceKey> = levels[1..]
-            .iter()
-            .flat_map(|l| (0..l.depth).map(move |z| SliceKey::new(l.level, z)))
-            .collect();
+        let keys = upper_keys(&levels);
         assert_eq!(keys.len(), ALL);
-        assert_eq!(naive.len(), levels.len());
+        assert_eq!(scan.naive().len(), levels.len());
         let blobs = keys
             .iter()
             .map(|k| (*k, std::fs::read(blob_path(&pristine, *k)).unwrap()))
             .collect();
         Fixture {
-            tmp,
-            stack,
+            scan,
             levels,
-            naive,
             keys,
             pristine,
             blobs,
@@ -143,7 +132,7 @@ impl Fixture {
     /// The working folder, made equal to the complete one again for the next scenario (by
     /// rewriting only what differs: creating thousands of files is slow on some file systems).
     fn scenario(&self, name: &str) -> PathBuf {
-        let work = self.tmp.path().join("work");
+        let work = self.scan.path("work");
         restore(&self.pristine, &work);
         assert!(
             blob_files(&work, &self.keys).len() == ALL,
@@ -153,7 +142,7 @@ impl Fixture {
     }
 
     fn check(&self, what: &str, key: SliceKey, slice: &lodcache::Slice) -> bool {
-        let want = &self.naive[key.level as usize];
+        let want = &self.scan.naive()[key.level as usize];
         (slice.width() as usize, slice.height() as usize) == (want.width, want.height)
             && values(slice) == want.slices[key.z as usize]
             || {
@@ -165,7 +154,7 @@ impl Fixture {
     /// Opens a pyramid on `cache` and reads every slice of every level, in a seeded random
     /// order, comparing each with the naive pyramid.
     fn serve_all(&self, what: &str, cache: &Path, seed: u64) -> Reading {
-        let pyr = builder(&self.stack, cache).build().unwrap();
+        let pyr = self.scan.open_at(cache);
         let open = pyr.stats().disk;
         let files_after_open = blob_files(cache, &self.keys);
         let mut order = self.keys.clone();
@@ -192,7 +181,7 @@ impl Fixture {
     /// Reopens `cache` and reads every slice: "yes" when every one comes from disk, valid and
     /// correct, with nothing invalidated; otherwise what was found.
     fn healed(&self, what: &str, cache: &Path) -> String {
-        let pyr = builder(&self.stack, cache).build().unwrap();
+        let pyr = self.scan.open_at(cache);
         let open = pyr.stats().disk;
         let mut from_disk = 0;
         for key in &self.keys {
@@ -213,12 +202,6 @@ impl Fixture {
             )
         }
     }
-}
-
-fn builder(stack: &Path, cache: &Path) -> PyramidBuilder {
-    Pyramid::builder(stack)
-        .with_cache_dir(cache)
-        .with_edge(EDGE)
 }
 
 /// Makes the folder `to` a copy of `from`: what differs is rewritten, what is extra removed.
@@ -916,7 +899,7 @@ fn odd_files(fx: &Fixture, checks: &mut Checks, rows: &mut Vec<Row>) {
 
     // An unreadable blob: a read error (warned), then rewritten in place.
     let kind = "an unreadable blob (mode 000)";
-    if reads_anything(fx.tmp.path()) {
+    if reads_anything(fx.scan.tmp.path()) {
         println!("SKIPPED: {kind}: this process reads files whatever their mode (root)");
         rows.push(Row {
             kind: kind.into(),

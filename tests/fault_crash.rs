@@ -17,13 +17,13 @@
 mod common;
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Rng, Volume as Naive, blob_files, phantom_volume, temp_files};
+use common::{KillOnDrop, Rng, Scan, blob_files, child_args, temp_files, this_test};
 use lodcache::store::{DiskMode, blob_path};
-use lodcache::{Phantom, Pyramid, PyramidBuilder, Served, SliceKey, WarmupOptions, WarmupOutcome};
+use lodcache::{Phantom, Pyramid, PyramidBuilder, Served, WarmupOptions, WarmupOutcome};
 
 /// Makes [`crash_child_warms_up_until_killed`] run: `<stack folder>|<cache folder>`.
 const CHILD_ENV: &str = "LODCACHE_FAULT_CRASH_CHILD";
@@ -57,11 +57,12 @@ fn builder(stack: &Path, cache: &Path) -> PyramidBuilder {
 #[test]
 #[ignore = "a child process of a_process_killed_while_writing_leaves_only_whole_correct_blobs"]
 fn crash_child_warms_up_until_killed() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
-        eprintln!("{CHILD_ENV} is not set: nothing to do outside the crash test");
+    let Some(args) = child_args(CHILD_ENV) else {
         return;
     };
-    let (stack, cache) = spec.split_once('|').unwrap();
+    let [stack, cache] = &args[..] else {
+        panic!("{CHILD_ENV}: {args:?}");
+    };
     let pyr = builder(Path::new(stack), Path::new(cache)).build().unwrap();
     let levels: Vec<u32> = (1..pyr.levels().len() as u32).collect();
     println!("started");
@@ -88,16 +89,6 @@ fn crash_child_warms_up_until_killed() {
     // Not forever: no orphan outlives a test run that was itself killed.
     std::thread::sleep(Duration::from_secs(120));
     std::process::exit(3);
-}
-
-/// A child process, killed and reaped when dropped (a failing test leaves none behind).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn blob_count(cache: &Path) -> usize {
@@ -156,38 +147,14 @@ struct Kill {
     found: u64,
 }
 
-/// A fixture: the stack, its naive pyramid, every key of levels >= 1.
-struct Scan {
-    tmp: tempfile::TempDir,
-    stack: PathBuf,
-    naive: Vec<Naive>,
-    keys: Vec<SliceKey>,
+/// The fixture: the stack, opened with [`EDGE`].
+fn crash_scan() -> Scan {
+    let scan = Scan::new(Phantom::new(SIZE.0, SIZE.1, SIZE.2).with_seed(1984), EDGE);
+    assert_eq!(scan.keys().len(), ALL);
+    scan
 }
 
 impl Scan {
-    fn new() -> Scan {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack = tmp.path().join("scan");
-        let phantom = Phantom::new(SIZE.0, SIZE.1, SIZE.2).with_seed(1984);
-        phantom.write(&stack).unwrap();
-        let naive = phantom_volume(&phantom).pyramid(EDGE as usize);
-        let keys: Vec<SliceKey> = (1..naive.len() as u32)
-            .flat_map(|l| (0..naive[l as usize].slices.len() as u32).map(move |z| (l, z)))
-            .map(|(l, z)| SliceKey::new(l, z))
-            .collect();
-        assert_eq!(keys.len(), ALL);
-        Scan {
-            tmp,
-            stack,
-            naive,
-            keys,
-        }
-    }
-
-    fn check(&self, what: &str, key: SliceKey, slice: &lodcache::Slice) {
-        common::assert_naive(what, &self.naive, key.level, key.z, slice);
-    }
-
     /// Runs a child on `cache` and kills it at `point`, or once `cap` blobs exist if that comes
     /// first; fails if the child ends on its own.
     fn kill_child(&self, what: &str, cache: &Path, point: Point, cap: usize, log: &Path) -> Kill {
@@ -195,14 +162,8 @@ impl Scan {
         let log_file = File::create(log).unwrap();
         let started = Instant::now();
         let mut child = KillOnDrop(
-            Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    CHILD_TEST,
-                    "--nocapture",
-                    "--include-ignored",
-                    "--test-threads=1",
-                ])
+            this_test(CHILD_TEST)
+                .arg("--test-threads=1")
                 .env(
                     CHILD_ENV,
                     format!("{}|{}", self.stack.display(), cache.display()),
@@ -273,7 +234,7 @@ impl Scan {
 
         // Reopened: temporary files swept, exactly the blobs left found, none damaged or
         // invalidated.
-        let pyr = builder(&self.stack, cache).build().unwrap();
+        let pyr = self.open_at(cache);
         let left = temp_files(cache);
         assert!(
             left.is_empty(),
@@ -312,12 +273,12 @@ impl Scan {
     /// the killed process left it for the next child.
     fn check_all(&self, what: &str, cache: &Path, pyr: &Pyramid) {
         pyr.disk().inject_write_errors(true);
-        let stored: Vec<bool> = self
-            .keys
+        let keys = self.keys();
+        let stored: Vec<bool> = keys
             .iter()
             .map(|k| blob_path(cache, *k).is_file())
             .collect();
-        for (key, stored) in self.keys.iter().zip(&stored) {
+        for (key, stored) in keys.iter().zip(&stored) {
             let (slice, served) = pyr.slice_served(key.level, key.z).unwrap();
             let want = if *stored {
                 Served::Disk
@@ -362,7 +323,7 @@ fn schedule() -> Vec<Point> {
 #[test]
 fn a_process_killed_while_writing_leaves_only_whole_correct_blobs() {
     let started = Instant::now();
-    let scan = Scan::new();
+    let scan = crash_scan();
     let cache = scan.tmp.path().join("cache");
     let setup = started.elapsed();
 
@@ -451,7 +412,7 @@ fn a_process_killed_while_writing_leaves_only_whole_correct_blobs() {
     );
 
     // A warm-up completes the folder from there.
-    let pyr = builder(&scan.stack, &cache).build().unwrap();
+    let pyr = scan.open_at(&cache);
     let outcome = pyr.warm_up(WarmupOptions::default()).wait();
     let WarmupOutcome::Completed(report) = &outcome else {
         panic!("final warm-up: {outcome:?}");
@@ -464,9 +425,9 @@ fn a_process_killed_while_writing_leaves_only_whole_correct_blobs() {
     drop(pyr);
 
     // Every slice of every level from disk, as it should be.
-    let pyr = builder(&scan.stack, &cache).build().unwrap();
+    let pyr = scan.open_at(&cache);
     assert_eq!(pyr.stats().disk.blobs, ALL as u64);
-    for key in &scan.keys {
+    for key in &scan.keys() {
         let (slice, served) = pyr.slice_served(key.level, key.z).unwrap();
         assert_eq!(served, Served::Disk, "after the final warm-up: {key}");
         scan.check("after the final warm-up", *key, &slice);

@@ -23,18 +23,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Volume as Naive, read_tiff_dir};
+use common::{
+    Child, Scan, Volume as Naive, assert_naive, child_args, read_tiff_dir, this_test, upper_keys,
+};
 use lodcache::store::{DiskMode, blob_path, default_cache_dir};
-use lodcache::{Phantom, Pyramid, PyramidBuilder, Served, SliceKey, WarmupOptions, WarmupOutcome};
+use lodcache::{Phantom, Pyramid, Served, SliceKey, WarmupOptions, WarmupOutcome};
 
 /// Tells a child process what to do: `<task>|<arguments separated by |>`.
 const CHILD_ENV: &str = "LODCACHE_FAULT_PLACES_CHILD";
@@ -43,37 +43,12 @@ const NOBODY: u32 = 65534;
 /// The longest a child may take.
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
 
-/// A phantom stack in a temporary folder.
-struct Scan {
-    tmp: tempfile::TempDir,
-    stack: PathBuf,
-    edge: u32,
-}
-
-impl Scan {
-    fn new(w: u32, h: u32, d: u32, edge: u32) -> Scan {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack = tmp.path().join("scan");
-        Phantom::new(w, h, d)
-            .with_seed(u64::from(w * 7 + h + d))
-            .write(&stack)
-            .unwrap();
-        Scan { tmp, stack, edge }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    fn builder(&self, cache: &Path) -> PyramidBuilder {
-        Pyramid::builder(&self.stack)
-            .with_cache_dir(cache)
-            .with_edge(self.edge)
-    }
-
-    fn open(&self, cache: &Path) -> Pyramid {
-        self.builder(cache).build().unwrap()
-    }
+/// A phantom stack `w` x `h` x `d` opened with `edge` (cache folders: [`Scan::path`]).
+fn scan(w: u32, h: u32, d: u32, edge: u32) -> Scan {
+    Scan::new(
+        Phantom::new(w, h, d).with_seed(u64::from(w * 7 + h + d)),
+        edge,
+    )
 }
 
 /// The naive pyramid of the stack's files (read with the tiff crate, not lodcache).
@@ -81,36 +56,14 @@ fn reference(stack: &Path, edge: u32) -> Vec<Naive> {
     read_tiff_dir(stack).0.pyramid(edge as usize)
 }
 
-/// Every slice of every level >= 1, level by level, in z order.
-fn keys(pyr: &Pyramid) -> Vec<SliceKey> {
-    pyr.levels()
-        .iter()
-        .skip(1)
-        .flat_map(|l| (0..l.depth).map(move |z| SliceKey::new(l.level, z)))
-        .collect()
-}
-
-fn check(what: &str, naive: &[Naive], level: u32, z: u32, slice: &lodcache::Slice) {
-    common::assert_naive(what, naive, level, z, slice);
-}
-
 /// Requests every slice of every level (sources first) and checks each; returns where the
 /// slices of levels >= 1 came from.
 fn request_all(what: &str, pyr: &Pyramid, naive: &[Naive]) -> Vec<(SliceKey, Served)> {
     assert_eq!(pyr.levels().len(), naive.len(), "{what}: levels");
     for z in 0..pyr.levels()[0].depth {
-        check(what, naive, 0, z, &pyr.slice(0, z).unwrap());
+        assert_naive(what, naive, 0, z, &pyr.slice(0, z).unwrap());
     }
-    keys(pyr)
-        .into_iter()
-        .map(|key| {
-            let (slice, served) = pyr
-                .slice_served(key.level, key.z)
-                .unwrap_or_else(|e| panic!("{what}: {key}: {e}"));
-            check(what, naive, key.level, key.z, &slice);
-            (key, served)
-        })
-        .collect()
+    common::request_all(what, pyr, naive)
 }
 
 /// Every file below `dir` with its size and modification time, by relative path.
@@ -198,143 +151,31 @@ enum User {
     Nobody,
 }
 
-/// A child process, killed and reaped when dropped (a failing test leaves none behind).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// This test binary running one `#[ignore]`d test as a child process with `task`, as `user`,
+/// its output collected line by line.
+fn spawn_child(
+    test: &str,
+    task: &str,
+    env: &[(&str, &Path)],
+    user: User,
+) -> std::io::Result<Child> {
+    let mut command = this_test(test);
+    command.env(CHILD_ENV, task);
+    for (k, v) in env {
+        command.env(k, v);
     }
-}
-
-/// This test binary running one `#[ignore]`d test as a child process, its output collected
-/// line by line.
-struct Child {
-    process: KillOnDrop,
-    output: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-    what: String,
-}
-
-impl Child {
-    fn spawn(test: &str, task: &str, env: &[(&str, &Path)], user: User) -> std::io::Result<Child> {
-        let mut command = Command::new(std::env::current_exe()?);
-        command
-            .args(["--exact", test, "--nocapture", "--include-ignored"])
-            .env(CHILD_ENV, task)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        if user == User::Nobody {
-            command.uid(NOBODY).gid(NOBODY);
-        }
-        let mut process = KillOnDrop(command.spawn()?);
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            drain(BufReader::new(process.0.stdout.take().unwrap()), &output),
-            drain(BufReader::new(process.0.stderr.take().unwrap()), &output),
-        ];
-        Ok(Child {
-            process,
-            output,
-            readers,
-            what: format!("child {test} ({user:?})"),
-        })
+    if user == User::Nobody {
+        command.uid(NOBODY).gid(NOBODY);
     }
-
-    fn lines(&self) -> Vec<String> {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// How many lines so far start with `prefix`.
-    fn count_lines(&self, prefix: &str) -> usize {
-        let output = self.output.lock().unwrap();
-        output.iter().filter(|l| l.starts_with(prefix)).count()
-    }
-
-    /// Waits for a line starting with `prefix`; fails if the child ends first or takes long.
-    fn wait_for_line(&mut self, prefix: &str) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(line) = self.lines().into_iter().find(|l| l.starts_with(prefix)) {
-                return line;
-            }
-            if let Some(status) = self.process.0.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(50));
-                panic!(
-                    "{} ended ({status}) before saying {prefix:?}: {:#?}",
-                    self.what,
-                    self.lines()
-                );
-            }
-            assert!(
-                start.elapsed() < CHILD_LIMIT,
-                "{}: no {prefix:?} after {CHILD_LIMIT:?}: {:#?}",
-                self.what,
-                self.lines()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Waits for the child to end (killing it after [`CHILD_LIMIT`]).
-    fn finish(mut self) -> (ExitStatus, Vec<String>) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.process.0.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > CHILD_LIMIT {
-                let _ = self.process.0.kill();
-                let _ = self.process.0.wait();
-                panic!(
-                    "{} still running after {CHILD_LIMIT:?}: {:#?}",
-                    self.what,
-                    self.lines()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        for r in self.readers.drain(..) {
-            r.join().unwrap();
-        }
-        (status, self.lines())
-    }
-
-    /// Waits for the child, which must succeed; returns its output.
-    fn succeed(self) -> Vec<String> {
-        let what = self.what.clone();
-        let (status, lines) = self.finish();
-        assert!(status.success(), "{what} failed ({status}): {lines:#?}");
-        lines
-    }
-}
-
-/// Collects the lines of a child's output stream into `output` until it closes.
-fn drain(
-    stream: impl BufRead + Send + 'static,
-    output: &Arc<Mutex<Vec<String>>>,
-) -> std::thread::JoinHandle<()> {
-    let output = Arc::clone(output);
-    std::thread::spawn(move || {
-        for line in stream.lines().map_while(Result::ok) {
-            output.lock().unwrap().push(line);
-        }
-    })
+    Child::spawn(command, &format!("child {test} ({user:?})"))
 }
 
 /// The arguments of this child's task, or `None` (with a message) outside the parent test.
 fn child_task(task: &str) -> Option<Vec<String>> {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
-        eprintln!("{CHILD_ENV} is not set: this test is a child process of another one");
-        return None;
-    };
-    let mut parts = spec.split('|').map(str::to_string);
-    assert_eq!(parts.next().as_deref(), Some(task), "{spec}");
-    Some(parts.collect())
+    let mut args = child_args(CHILD_ENV)?;
+    assert_eq!(args.first().map(String::as_str), Some(task), "{args:?}");
+    args.remove(0);
+    Some(args)
 }
 
 /// The value after `name=` in a child's line `line`.
@@ -450,7 +291,7 @@ fn child_reads_random_slices_beside_a_warm_up() {
         let level = next(naive.len() as u64) as u32;
         let z = next(naive[level as usize].slices.len() as u64) as u32;
         let slice = pyr.slice(level, z).unwrap();
-        check("reader", &naive, level, z, &slice);
+        assert_naive("reader", &naive, level, z, &slice);
         counts[level as usize] += 1;
         requests += 1;
     }
@@ -479,7 +320,7 @@ fn child_reads_random_slices_beside_a_warm_up() {
 #[test]
 fn two_processes_share_a_cache_folder_while_one_warms_up_and_one_reads() {
     // Levels (edge 8): 128^2 x 32, 64^2 x 16, 32^2 x 8, 16^2 x 4, 8^2 x 2: 62 blobs.
-    let scan = Scan::new(256, 256, 64, 8);
+    let scan = scan(256, 256, 64, 8);
     let cache = scan.path("cache");
     // `warm-up.started` and `warm-up.done` mark the warm-up's run for the reader.
     let marker = scan.path("warm-up");
@@ -490,11 +331,11 @@ fn two_processes_share_a_cache_folder_while_one_warms_up_and_one_reads() {
         marker.display(),
         scan.edge
     );
-    let mut reader = Child::spawn(READER_TEST, &task, &[], User::Me).unwrap();
+    let mut reader = spawn_child(READER_TEST, &task, &[], User::Me).unwrap();
     reader.wait_for_line("READY");
 
-    let pyr = scan.open(&cache);
-    let all = keys(&pyr).len() as u64;
+    let pyr = scan.open_at(&cache);
+    let all = upper_keys(pyr.levels()).len() as u64;
     assert_eq!(all, 62);
     std::fs::write(marker.with_extension("started"), b"").unwrap();
     let started = Instant::now();
@@ -537,7 +378,7 @@ fn two_processes_share_a_cache_folder_while_one_warms_up_and_one_reads() {
     let mine: [(u32, u32, u64); 2] = [(4, 1, 5), (2, 7, 3)];
     for (level, z, times) in mine {
         for _ in 0..times {
-            check("warmer", &naive, level, z, &pyr.slice(level, z).unwrap());
+            assert_naive("warmer", &naive, level, z, &pyr.slice(level, z).unwrap());
         }
     }
     pyr.flush();
@@ -569,7 +410,7 @@ fn two_processes_share_a_cache_folder_while_one_warms_up_and_one_reads() {
     );
 
     // Both processes' requests are in the statistics, added up.
-    let pyr = scan.open(&cache);
+    let pyr = scan.open_at(&cache);
     let mut expect = counts.clone();
     for (level, _, times) in mine {
         expect[level as usize] += times;
@@ -636,7 +477,7 @@ fn child_opens_a_read_only_stack() {
     assert_eq!(pyr.disk().dir(), dir);
     assert_eq!(pyr.disk().mode(), DiskMode::ReadWrite);
     assert!(pyr.warnings().is_empty(), "{:?}", pyr.warnings());
-    let all = keys(&pyr).len();
+    let all = upper_keys(pyr.levels()).len();
     assert!(all > 0);
     let made = request_all("first open", &pyr, &naive);
     assert!(
@@ -666,7 +507,7 @@ fn run_ro_stack_child(scan: &Scan, xdg: &Path, user: User, needs_bits: bool) -> 
         xdg.display(),
         if needs_bits { "bits" } else { "any" }
     );
-    let child = match Child::spawn(RO_STACK_TEST, &task, &[("XDG_CACHE_HOME", xdg)], user) {
+    let child = match spawn_child(RO_STACK_TEST, &task, &[("XDG_CACHE_HOME", xdg)], user) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("SKIPPED: cannot start a child process as {user:?}: {e}");
@@ -693,7 +534,7 @@ fn run_ro_stack_child(scan: &Scan, xdg: &Path, user: User, needs_bits: bool) -> 
 #[test]
 fn a_read_only_stack_folder_caches_in_the_per_user_folder() {
     // Levels (default edge 500): 520 x 12 x 3, 260 x 6 x 2.
-    let scan = Scan::new(1040, 24, 6, 500);
+    let scan = scan(1040, 24, 6, 500);
     let listing = snapshot(&scan.stack);
 
     // The in-stack cache folder's place is taken by a regular file: refused even to root.
@@ -850,7 +691,7 @@ fn run_read_only_cache_case(scan: &Scan, cache: &Path, stale: bool) -> Option<St
         scan.edge,
         if stale { "stale" } else { "matching" }
     );
-    let child = match Child::spawn(RO_CACHE_TEST, &task, &[], User::Nobody) {
+    let child = match spawn_child(RO_CACHE_TEST, &task, &[], User::Nobody) {
         Ok(child) => child,
         Err(e) => {
             eprintln!("cannot start a child process as nobody: {e}");
@@ -868,10 +709,10 @@ fn run_read_only_cache_case(scan: &Scan, cache: &Path, stale: bool) -> Option<St
 #[test]
 fn a_read_only_cache_folder_is_read_and_never_written() {
     // Levels (edge 4): 32 x 24 x 10, 16 x 12 x 5, 8 x 6 x 3, 4 x 3 x 2.
-    let scan = Scan::new(64, 48, 20, 4);
+    let scan = scan(64, 48, 20, 4);
     let cache = scan.path("cache");
-    let pyr = scan.open(&cache);
-    for key in keys(&pyr) {
+    let pyr = scan.open_at(&cache);
+    for key in upper_keys(pyr.levels()) {
         if RO_STORED_LEVELS.contains(&key.level) {
             pyr.slice(key.level, key.z).unwrap();
         }
@@ -915,7 +756,7 @@ fn a_read_only_cache_folder_is_read_and_never_written() {
 
 #[test]
 fn a_cache_folder_refused_even_to_root_leaves_memory_only_caching() {
-    let scan = Scan::new(64, 48, 20, 4);
+    let scan = scan(64, 48, 20, 4);
     let naive = reference(&scan.stack, scan.edge);
     let file = scan.path("plain-file");
     std::fs::write(&file, b"a file, not a folder").unwrap();
@@ -931,7 +772,7 @@ fn a_cache_folder_refused_even_to_root_leaves_memory_only_caching() {
             eprintln!("SKIPPED: no /proc here");
             continue;
         }
-        let pyr = scan.open(&cache);
+        let pyr = scan.open_at(&cache);
         assert_eq!(pyr.disk().mode(), DiskMode::Disabled, "{what}");
         let warnings = pyr.warnings();
         assert!(
@@ -976,7 +817,7 @@ fn a_cache_folder_refused_even_to_root_leaves_memory_only_caching() {
 fn a_disk_budget_of_a_few_kilobytes_holds_and_every_slice_stays_right() {
     // Levels (edge 4): 32 x 24 x 10, 16 x 12 x 5, 8 x 6 x 3, 4 x 3 x 2; a level-1 blob is
     // about 1.5 KB.
-    let scan = Scan::new(64, 48, 20, 4);
+    let scan = scan(64, 48, 20, 4);
     let naive = reference(&scan.stack, scan.edge);
     let cache = scan.path("cache");
     let budget = 3 * 1024;
@@ -985,7 +826,7 @@ fn a_disk_budget_of_a_few_kilobytes_holds_and_every_slice_stays_right() {
         let what = format!("round {round}");
         // A small memory tier too, so that requests go to the disk tier again and again.
         let pyr = scan
-            .builder(&cache)
+            .builder_at(&cache)
             .with_disk_budget(budget)
             .with_memory_budget(2 * 1024)
             .build()
@@ -994,8 +835,8 @@ fn a_disk_budget_of_a_few_kilobytes_holds_and_every_slice_stays_right() {
         assert!(on_disk <= budget, "{what}: {on_disk} bytes on disk at open");
         request_all(&what, &pyr, &naive);
         // And backwards, coarse to fine.
-        for key in keys(&pyr).into_iter().rev() {
-            check(
+        for key in upper_keys(pyr.levels()).into_iter().rev() {
+            assert_naive(
                 &what,
                 &naive,
                 key.level,
@@ -1034,19 +875,25 @@ fn a_disk_budget_of_a_few_kilobytes_holds_and_every_slice_stays_right() {
 #[test]
 fn failing_disk_writes_are_counted_and_warned_while_memory_serves_until_writes_work_again() {
     // Levels (edge 4): 32 x 24 x 10, 16 x 12 x 5, 8 x 6 x 3, 4 x 3 x 2.
-    let scan = Scan::new(64, 48, 20, 4);
+    let scan = scan(64, 48, 20, 4);
     let naive = reference(&scan.stack, scan.edge);
     let cache = scan.path("cache");
-    let pyr = scan.open(&cache);
-    let lower: Vec<SliceKey> = keys(&pyr).into_iter().filter(|k| k.level <= 2).collect();
-    let upper: Vec<SliceKey> = keys(&pyr).into_iter().filter(|k| k.level > 2).collect();
+    let pyr = scan.open_at(&cache);
+    let lower: Vec<SliceKey> = upper_keys(pyr.levels())
+        .into_iter()
+        .filter(|k| k.level <= 2)
+        .collect();
+    let upper: Vec<SliceKey> = upper_keys(pyr.levels())
+        .into_iter()
+        .filter(|k| k.level > 2)
+        .collect();
     assert_eq!((lower.len(), upper.len()), (15, 5));
 
     pyr.disk().inject_write_errors(true);
     for key in &lower {
         let (slice, served) = pyr.slice_served(key.level, key.z).unwrap();
         assert_eq!(served, Served::Generated, "{key}");
-        check("failing disk", &naive, key.level, key.z, &slice);
+        assert_naive("failing disk", &naive, key.level, key.z, &slice);
     }
     pyr.flush();
     let s = pyr.stats();
@@ -1062,7 +909,7 @@ fn failing_disk_writes_are_counted_and_warned_while_memory_serves_until_writes_w
     for key in &lower {
         let (slice, served) = pyr.slice_served(key.level, key.z).unwrap();
         assert_eq!(served, Served::Memory, "{key}");
-        check("failing disk, again", &naive, key.level, key.z, &slice);
+        assert_naive("failing disk, again", &naive, key.level, key.z, &slice);
     }
     assert_eq!(pyr.stats().generated, lower.len() as u64);
 
@@ -1071,7 +918,7 @@ fn failing_disk_writes_are_counted_and_warned_while_memory_serves_until_writes_w
     for key in &upper {
         let (slice, served) = pyr.slice_served(key.level, key.z).unwrap();
         assert_eq!(served, Served::Generated, "{key}");
-        check("disk back", &naive, key.level, key.z, &slice);
+        assert_naive("disk back", &naive, key.level, key.z, &slice);
     }
     pyr.flush();
     let s = pyr.stats();
@@ -1086,7 +933,7 @@ fn failing_disk_writes_are_counted_and_warned_while_memory_serves_until_writes_w
     drop(pyr);
 
     // Reopened: what was written is read, the rest is made again; all of it right.
-    let pyr = scan.open(&cache);
+    let pyr = scan.open_at(&cache);
     for (key, served) in request_all("reopened", &pyr, &naive) {
         let expect = if key.level > 2 {
             Served::Disk

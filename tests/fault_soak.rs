@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Rng, Volume as Naive, phantom_volume, values};
+use common::{Rng, Volume as Naive, phantom_volume, status_bytes, values};
 use lodcache::{Axis, Phantom, Pyramid, Served, WarmupOptions, WarmupOutcome};
 
 /// 256 x 256 x 64 16-bit at edge 16: levels 128 x 128 x 32, 64 x 64 x 16, 32 x 32 x 8 and
@@ -27,20 +27,6 @@ const SLACK_BYTES: u64 = 64 << 20;
 /// Source slices each thread may hold at once (a request decodes two at a time; the streaming
 /// builder a few per decoder thread; buffers are recycled through a spare pool).
 const SOURCE_SLICES_PER_THREAD: u64 = 8;
-
-/// A field of `/proc/self/status` in bytes (`VmRSS:`, `VmHWM:`), or `None` without `/proc`.
-fn status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib << 10)
-}
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1 << 20)

@@ -22,9 +22,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::{Volume as Naive, read_tiff_dir, values};
+use common::{
+    Scan, Volume as Naive, assert_level_sizes, assert_size_mismatch, read_tiff_dir, set_mtime,
+    values,
+};
 use lodcache::store::blob_path;
-use lodcache::{Error, Phantom, Pyramid, Served, SliceKey};
+use lodcache::{Phantom, Pyramid, Served, SliceKey};
 
 const W: u32 = 64;
 const H: u32 = 48;
@@ -33,38 +36,13 @@ const D: u32 = 21;
 /// Levels of 64 x 48 x 21: 32 x 24 x 11, 16 x 12 x 6, 8 x 6 x 3, 4 x 3 x 2.
 const EDGE: u32 = 4;
 
-/// A phantom stack and its cache folder, plus a scratch folder for replacement files.
-struct Scan {
-    tmp: tempfile::TempDir,
-    stack: PathBuf,
-    cache: PathBuf,
+/// The phantom stack of these tests and its cache folder, plus scratch folders for
+/// replacement files ([`Scan::path`]).
+fn phantom_scan() -> Scan {
+    Scan::new(Phantom::new(W, H, D).with_seed(5), EDGE)
 }
 
 impl Scan {
-    fn new() -> Scan {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack = tmp.path().join("scan");
-        Phantom::new(W, H, D).with_seed(5).write(&stack).unwrap();
-        Scan {
-            cache: tmp.path().join("cache"),
-            stack,
-            tmp,
-        }
-    }
-
-    fn open(&self) -> Pyramid {
-        Pyramid::builder(&self.stack)
-            .with_cache_dir(&self.cache)
-            .with_edge(EDGE)
-            .build()
-            .unwrap()
-    }
-
-    /// The source file named with slice number `index`.
-    fn file(&self, index: u32) -> PathBuf {
-        self.stack.join(Phantom::file_name(index))
-    }
-
     /// Makes and stores every slice of every level >= 1; returns the depth of each level.
     fn fill(&self) -> Vec<u32> {
         let pyr = self.open();
@@ -106,7 +84,7 @@ impl Scan {
         seed: u64,
         z: u32,
     ) -> PathBuf {
-        let dir = self.tmp.path().join(name);
+        let dir = self.path(name);
         Phantom::new(w, h, depth)
             .with_seed(seed)
             .write(&dir)
@@ -131,11 +109,6 @@ fn reference(stack: &Path) -> Vec<Naive> {
     let (volume, bits) = read_tiff_dir(stack);
     assert_eq!(bits, 16);
     volume.pyramid(EDGE as usize)
-}
-
-fn set_mtime(path: &Path, t: SystemTime) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(t).unwrap();
 }
 
 fn mtime(path: &Path) -> SystemTime {
@@ -192,16 +165,7 @@ fn check_change(
     let invalid = dependents(changed, old_depths.len(), before);
     let pyr = scan.open();
     let naive = reference(&scan.stack);
-    let shapes: Vec<(usize, usize, usize)> = pyr
-        .levels()
-        .iter()
-        .map(|l| (l.width as usize, l.height as usize, l.depth as usize))
-        .collect();
-    let naive_shapes: Vec<(usize, usize, usize)> = naive
-        .iter()
-        .map(|v| (v.width, v.height, v.slices.len()))
-        .collect();
-    assert_eq!(shapes, naive_shapes, "{what}: levels");
+    assert_level_sizes(what, &pyr, &naive);
     let new_depths = depths(&pyr);
 
     let stats = pyr.stats();
@@ -293,7 +257,7 @@ fn check_change(
 
 #[test]
 fn an_edited_slice_rebuilds_exactly_the_blobs_that_depend_on_it() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     let old = scan.fill();
     assert_eq!(old, [21, 11, 6, 3, 2]);
 
@@ -329,7 +293,7 @@ fn an_edited_slice_rebuilds_exactly_the_blobs_that_depend_on_it() {
 
 #[test]
 fn slices_added_at_the_end_rebuild_only_the_last_blob_of_each_level() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     let old = scan.fill();
     let (before, _) = scan.cached();
     // Three more slices: 24 in all, levels 12, 6, 3, 2 deep.
@@ -352,7 +316,7 @@ fn slices_added_at_the_end_rebuild_only_the_last_blob_of_each_level() {
 
 #[test]
 fn a_slice_removed_from_the_middle_invalidates_every_blob_from_its_position_on() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     let old = scan.fill();
     let (before, _) = scan.cached();
     // Removing slice 8 leaves a gap in the numbering: slices 9..=20 move to positions 8..=19,
@@ -370,7 +334,7 @@ fn a_slice_removed_from_the_middle_invalidates_every_blob_from_its_position_on()
 
 #[test]
 fn a_renamed_slice_that_sorts_elsewhere_invalidates_from_the_first_moved_position() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     // A stack with a gap at 8 (20 slices), cached.
     std::fs::remove_file(scan.file(8)).unwrap();
     let old = scan.fill();
@@ -399,43 +363,9 @@ fn a_renamed_slice_that_sorts_elsewhere_invalidates_from_the_first_moved_positio
     assert_eq!(seen.from_disk, 20 - 9);
 }
 
-/// Checks that `result` is the size error of `file`: 80 x 48 found where 64 x 48 is expected.
-fn assert_size_mismatch<T: std::fmt::Debug>(
-    what: &str,
-    result: lodcache::Result<T>,
-    file: &Path,
-    expected: (u32, u32),
-    found: (u32, u32),
-) {
-    let error = result.expect_err(what);
-    let message = error.to_string();
-    match &error {
-        Error::SizeMismatch {
-            path,
-            expected_w,
-            expected_h,
-            found_w,
-            found_h,
-        } => {
-            assert_eq!(path, file, "{what}: {message}");
-            assert_eq!((*expected_w, *expected_h), expected, "{what}: {message}");
-            assert_eq!((*found_w, *found_h), found, "{what}: {message}");
-        }
-        other => panic!("{what}: expected a size mismatch, got {other:?}"),
-    }
-    let name = file.file_name().unwrap().to_string_lossy();
-    for part in [
-        name.as_ref(),
-        &format!("{} x {}", found.0, found.1),
-        &format!("{} x {}", expected.0, expected.1),
-    ] {
-        assert!(message.contains(part), "{what}: {message:?} lacks {part:?}");
-    }
-}
-
 #[test]
 fn a_slice_of_another_size_fails_only_the_requests_that_need_it() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     let old = scan.fill();
     let (before, _) = scan.cached();
     let original = scan.foreign_slice("original", (W, H, D), 5, 13);
@@ -450,7 +380,13 @@ fn a_slice_of_another_size_fails_only_the_requests_that_need_it() {
     for z in 0..D {
         let got = pyr.slice_served(0, z);
         if z == 13 {
-            assert_size_mismatch("source 13", got, &scan.file(13), (W, H), (W + 16, H));
+            assert_size_mismatch(
+                "source 13",
+                &got.unwrap_err(),
+                &scan.file(13),
+                (W, H),
+                (W + 16, H),
+            );
         } else {
             let (slice, _) = got.unwrap();
             assert!(values(&slice) == naive[0].slices[z as usize], "source {z}");
@@ -460,7 +396,13 @@ fn a_slice_of_another_size_fails_only_the_requests_that_need_it() {
         let got = pyr.slice_served(key.level, key.z);
         if dependent.contains(&key) {
             let what = format!("{key}");
-            assert_size_mismatch(&what, got, &scan.file(13), (W, H), (W + 16, H));
+            assert_size_mismatch(
+                &what,
+                &got.unwrap_err(),
+                &scan.file(13),
+                (W, H),
+                (W + 16, H),
+            );
         } else {
             let (slice, served) = got.unwrap_or_else(|e| panic!("{key}: {e}"));
             assert_eq!(served, Served::Disk, "{key}");
@@ -512,7 +454,7 @@ fn reference_without(scan: &Scan, z: u32, replacement: &Path) -> Vec<Naive> {
 
 #[test]
 fn a_first_slice_of_another_size_discards_every_blob_and_names_the_others() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     let old = scan.fill();
     let all = keys(&old).len() as u64;
     let wider = scan.foreign_slice("wider", (W + 16, H, D), 5, 0);
@@ -524,14 +466,14 @@ fn a_first_slice_of_another_size_discards_every_blob_and_names_the_others() {
     // Slice 1 is the first that does not match.
     assert_size_mismatch(
         "level 1 slice 0",
-        pyr.slice(1, 0),
+        &pyr.slice(1, 0).unwrap_err(),
         &scan.file(1),
         (W + 16, H),
         (W, H),
     );
     assert_size_mismatch(
         "source 7",
-        pyr.slice(0, 7),
+        &pyr.slice(0, 7).unwrap_err(),
         &scan.file(7),
         (W + 16, H),
         (W, H),
@@ -563,7 +505,7 @@ fn assert_all_right(what: &str, pyr: &Pyramid, stack: &Path) {
 
 #[test]
 fn a_pyramid_open_across_a_source_change_leaves_nothing_stale_for_the_next_open() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     // A long-lived pyramid (a viewer) has made (1, 6) from source slices 12 and 13.
     let live = scan.open();
     live.slice(1, 6).unwrap();
@@ -583,7 +525,7 @@ fn a_pyramid_open_across_a_source_change_leaves_nothing_stale_for_the_next_open(
 
 #[test]
 fn a_pyramid_open_across_a_source_change_and_another_open_leaves_nothing_stale() {
-    let scan = Scan::new();
+    let scan = phantom_scan();
     // A long-lived pyramid (a viewer) has made (1, 6) from source slices 12 and 13.
     let live = scan.open();
     live.slice(1, 6).unwrap();

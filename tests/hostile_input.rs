@@ -5,7 +5,7 @@
 //! with spaces, Unicode and long prefixes work end to end (discovery, slices of every level, the
 //! default cache folder inside the stack, reopening, export).
 //!
-//! The files claiming huge sizes are written by hand here (TIFF, BMP, PNG with a real CRC), so
+//! The files claiming huge sizes are written by hand (`tests/common`: TIFF, BMP, PNG with a real CRC), so
 //! that no encoder's own checks stand between them and lodcache. The tests run one at a time
 //! (see [`alone`]) because they measure the process's peak memory.
 //!
@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{Volume as Naive, phantom_volume, read_tiff, values};
+use common::{
+    Volume as Naive, bmp_claiming, crc32, phantom_volume, png_claiming, read_tiff, status_bytes,
+    tiff_claiming, values,
+};
 use lodcache::{
     Axis, Error, Phantom, Pyramid, Served, Stack, WarmupOptions, WarmupOutcome, ctharvester_path,
 };
@@ -46,15 +49,7 @@ fn alone() -> MutexGuard<'static, ()> {
 
 /// A field of `/proc/self/status` in KiB (`VmRSS:`, `VmHWM:`), or `None` without `/proc`.
 fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    status_bytes(field).map(|b| b >> 10)
 }
 
 /// Watches how far the process's peak resident memory (VmHWM) rises from now on.
@@ -104,129 +99,6 @@ impl PeakWatch {
 // Hand-written files
 // ---------------------------------------------------------------------------------------------
 
-/// CRC-32 (ISO-HDLC, the one PNG uses), bit by bit.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                0xEDB8_8320 ^ (crc >> 1)
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A minimal little-endian single-strip gray TIFF claiming `width` x `height` samples of
-/// `bits`, with `compression` (1 none, 8 deflate) and a 16-byte strip.
-fn tiff_claiming(width: u32, height: u32, bits: u16, compression: u16) -> Vec<u8> {
-    const SHORT: u16 = 3;
-    const LONG: u16 = 4;
-    let strip: &[u8] = if compression == 1 {
-        &[0x55; 16]
-    } else {
-        // The start of a zlib stream, cut short.
-        &[
-            0x78, 0x9C, 0xED, 0xC1, 0x01, 0x0D, 0, 0, 0, 0xC2, 0xA0, 0xF7, 0x4F, 0x6D, 0x0E, 0x37,
-        ]
-    };
-    let count = 9u16;
-    let data_at = 8 + 2 + 12 * u32::from(count) + 4;
-    let entries: [(u16, u16, u32); 9] = [
-        (256, LONG, width),                   // ImageWidth
-        (257, LONG, height),                  // ImageLength
-        (258, SHORT, u32::from(bits)),        // BitsPerSample
-        (259, SHORT, u32::from(compression)), // Compression
-        (262, SHORT, 1),                      // PhotometricInterpretation: BlackIsZero
-        (273, LONG, data_at),                 // StripOffsets
-        (277, SHORT, 1),                      // SamplesPerPixel
-        (278, LONG, height),                  // RowsPerStrip
-        (279, LONG, strip.len() as u32),      // StripByteCounts
-    ];
-    let mut f = Vec::new();
-    f.extend_from_slice(b"II");
-    f.extend_from_slice(&42u16.to_le_bytes());
-    f.extend_from_slice(&8u32.to_le_bytes());
-    f.extend_from_slice(&count.to_le_bytes());
-    for (tag, kind, value) in entries {
-        f.extend_from_slice(&tag.to_le_bytes());
-        f.extend_from_slice(&kind.to_le_bytes());
-        f.extend_from_slice(&1u32.to_le_bytes());
-        if kind == SHORT {
-            f.extend_from_slice(&(value as u16).to_le_bytes());
-            f.extend_from_slice(&[0, 0]);
-        } else {
-            f.extend_from_slice(&value.to_le_bytes());
-        }
-    }
-    f.extend_from_slice(&0u32.to_le_bytes());
-    assert_eq!(f.len() as u32, data_at);
-    f.extend_from_slice(strip);
-    f
-}
-
-/// A BMP (BITMAPINFOHEADER, uncompressed) claiming `width` x `height` (negative: top-down) at
-/// `bits` per pixel (8: with a gray palette), followed by 16 bytes of pixels.
-fn bmp_claiming(width: i32, height: i32, bits: u16) -> Vec<u8> {
-    let palette = if bits == 8 { 256 * 4 } else { 0 };
-    let offset = 14 + 40 + palette;
-    let len = offset + 16;
-    let mut f = Vec::new();
-    f.extend_from_slice(b"BM");
-    f.extend_from_slice(&(len as u32).to_le_bytes());
-    f.extend_from_slice(&0u32.to_le_bytes());
-    f.extend_from_slice(&(offset as u32).to_le_bytes());
-    f.extend_from_slice(&40u32.to_le_bytes());
-    f.extend_from_slice(&width.to_le_bytes());
-    f.extend_from_slice(&height.to_le_bytes());
-    f.extend_from_slice(&1u16.to_le_bytes()); // planes
-    f.extend_from_slice(&bits.to_le_bytes());
-    f.extend_from_slice(&0u32.to_le_bytes()); // BI_RGB
-    f.extend_from_slice(&0u32.to_le_bytes()); // image size (may be 0 for BI_RGB)
-    f.extend_from_slice(&2835i32.to_le_bytes());
-    f.extend_from_slice(&2835i32.to_le_bytes());
-    f.extend_from_slice(&(if bits == 8 { 256u32 } else { 0 }).to_le_bytes());
-    f.extend_from_slice(&0u32.to_le_bytes());
-    if bits == 8 {
-        for i in 0..=255u8 {
-            f.extend_from_slice(&[i, i, i, 0]);
-        }
-    }
-    f.extend_from_slice(&[0x80; 16]);
-    assert_eq!(f.len(), len);
-    f
-}
-
-/// One PNG chunk: length, type, data, CRC of type and data.
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let start = out.len();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let crc = crc32(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
-}
-
-/// A PNG claiming `width` x `height` (`bit_depth`, `color_type`: 0 gray, 2 RGB, 6 RGBA) with
-/// a valid signature and IHDR, then an IDAT whose header promises 4096 bytes but holds 12.
-fn png_claiming(width: u32, height: u32, bit_depth: u8, color_type: u8) -> Vec<u8> {
-    let mut f = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[bit_depth, color_type, 0, 0, 0]);
-    png_chunk(&mut f, b"IHDR", &ihdr);
-    f.extend_from_slice(&4096u32.to_be_bytes());
-    f.extend_from_slice(b"IDAT");
-    f.extend_from_slice(&[
-        0x78, 0x9C, 0xED, 0xC1, 0x01, 0x0D, 0, 0, 0, 0xC2, 0xA0, 0xF7,
-    ]);
-    f
-}
-
 #[test]
 fn the_hand_written_png_chunks_carry_correct_crcs() {
     // Known values: the CRC of "IEND" ends every PNG; "123456789" is the standard check value.
@@ -246,13 +118,9 @@ fn absurd_files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("8-bit TIFF", "tif", tiff_claiming(M, M, 8, 1)),
         ("16-bit TIFF", "tif", tiff_claiming(M, M, 16, 1)),
         ("16-bit deflate TIFF", "tif", tiff_claiming(M, M, 16, 8)),
-        ("8-bit BMP", "bmp", bmp_claiming(M as i32, M as i32, 8)),
-        (
-            "top-down 8-bit BMP",
-            "bmp",
-            bmp_claiming(M as i32, -(M as i32), 8),
-        ),
-        ("24-bit BMP", "bmp", bmp_claiming(M as i32, M as i32, 24)),
+        ("8-bit BMP", "bmp", bmp_claiming(M, M as i32, 8)),
+        ("top-down 8-bit BMP", "bmp", bmp_claiming(M, -(M as i32), 8)),
+        ("24-bit BMP", "bmp", bmp_claiming(M, M as i32, 24)),
         ("16-bit gray PNG", "png", png_claiming(M, M, 16, 0)),
         ("8-bit gray PNG", "png", png_claiming(M, M, 8, 0)),
         ("16-bit RGBA PNG", "png", png_claiming(M, M, 16, 6)),

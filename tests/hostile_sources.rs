@@ -13,35 +13,24 @@
 //!   wait instead of failing, and a slice larger than the whole budget is refused naming the
 //!   file, both sizes and the option that raises the budget.
 
-mod support;
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{
+    assert_names, jpeg_encoded, noise8, peak_rss, png_encoded, smooth8, this_test, tiny_tiff, u8s,
+    within, write,
+};
 use image::ExtendedColorType;
 use lodcache::{
     Error, PairReducer, SampleType, Slice, Stack, StackPattern, decode_budget, decode_budget_stats,
     reserve_decode_memory, set_decode_budget,
 };
-use support::{assert_names, jpeg_encoded, noise8, png_encoded, smooth8, tiny_tiff, u8s, write};
 
 /// How long an operation that must not hang may take: generous, it is milliseconds of work.
 const HANG_LIMIT: Duration = Duration::from_secs(20);
-
-/// Runs `f` on a thread and returns its result, failing the test if it takes longer than
-/// [`HANG_LIMIT`] (the thread is left behind, blocked, and dies with the process).
-fn within_limit<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(HANG_LIMIT) {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: still running after {HANG_LIMIT:?} (hung)"),
-    }
-}
 
 /// Whether the error is about `path`: it carries it and its text names it.
 #[track_caller]
@@ -174,7 +163,7 @@ fn tiff_stack() -> tempfile::TempDir {
         write(
             tmp.path(),
             &format!("s{z:04}.tif"),
-            &support::tiff8(6, 4, &[z * 10; 24]),
+            &common::tiff8(6, 4, &[z * 10; 24]),
         );
     }
     tmp
@@ -250,7 +239,7 @@ fn an_entry_named_like_a_slice_that_is_not_a_regular_file_is_an_error_naming_it(
             indices: 1..=5,
             index_width: Some(4),
         };
-        let (detected, by_pattern) = within_limit(kind, move || {
+        let (detected, by_pattern) = within(HANG_LIMIT, kind, move || {
             (
                 Stack::open(&dir).map(|s| s.depth()),
                 Stack::open_pattern(&dir, &pattern).map(|s| s.depth()),
@@ -297,12 +286,12 @@ fn links_to_regular_files_inside_or_outside_the_folder_are_slices() {
     let outside = write(
         elsewhere.path(),
         "real.tif",
-        &support::tiff8(6, 4, &[77; 24]),
+        &common::tiff8(6, 4, &[77; 24]),
     );
     let inside = write(
         tmp.path(),
         ".hidden-real.tif",
-        &support::tiff8(6, 4, &[88; 24]),
+        &common::tiff8(6, 4, &[88; 24]),
     );
     for (name, target) in [("s0002.tif", &outside), ("s0004.tif", &inside)] {
         std::fs::remove_file(tmp.path().join(name)).unwrap();
@@ -324,7 +313,7 @@ fn a_slice_swapped_for_another_kind_of_entry_after_opening_is_refused_without_ha
         let stack = Stack::open(tmp.path()).unwrap();
         let bad = tmp.path().join("s0003.tif");
         make_entry(&bad, kind);
-        let (alone, pair) = within_limit(kind, move || {
+        let (alone, pair) = within(HANG_LIMIT, kind, move || {
             let mut out = Slice::zeroed(0, 0, SampleType::U8);
             (
                 stack.read_slice(2).map(|_| ()),
@@ -469,31 +458,11 @@ fn bomb_stack(n: u32) -> tempfile::TempDir {
     tmp
 }
 
-/// The process's peak resident memory (`VmHWM`) in bytes.
-fn peak_resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib << 10
-}
-
 /// Runs [`child_process_entry`] in a child process in `mode` on the stack in `dir`; returns
 /// what it printed as `key=value` pairs.
 fn run_child(mode: &str, dir: &Path) -> Vec<(String, u64)> {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let out = this_test("child_process_entry")
+        .arg("--test-threads=1")
         .env(CHILD_MODE, mode)
         .env(CHILD_DIR, dir)
         .output()
@@ -561,7 +530,7 @@ fn child_bombs(dir: &Path) {
     });
     let stats = decode_budget_stats();
     println!("child: zero_slices={zeros}");
-    println!("child: peak_resident={}", peak_resident());
+    println!("child: peak_resident={}", peak_rss());
     println!("child: budget={}", stats.budget);
     println!("child: peak_reserved={}", stats.peak);
     println!("child: waited={}", stats.waited);
@@ -594,7 +563,7 @@ fn child_over(dir: &Path) {
         assert!(text.contains(&part), "{text:?} does not say {part}");
     }
     println!("child: needed={needed}");
-    println!("child: peak_resident={}", peak_resident());
+    println!("child: peak_resident={}", peak_rss());
 }
 
 /// Holds most of the budget, starts a decode that does not fit beside it, checks that it
@@ -690,7 +659,7 @@ fn a_tiny_png_claiming_a_quarter_gigabyte_is_refused_before_allocating() {
     let path = write(
         tmp.path(),
         "s0001.png",
-        &support::png_claiming(16_000, 16_000),
+        &common::png_claiming(16_000, 16_000, 8, 0),
     );
     let stack = Stack::open(tmp.path()).unwrap();
     let err = stack.read_slice(0).unwrap_err();

@@ -2,10 +2,11 @@
 //!
 //! Every slice of every level, requested in a random order from four threads at once, equals
 //! both the streaming builder's slice and an independent naive pyramid (tests/common), on
-//! phantoms with odd sizes and depths and on the two real stacks in `../shared/data/`. Whole
-//! volumes and orthogonal sections equal the naive pyramid too, and a volume served from the
-//! cache tiers equals the one built on a cold cache without generating anything or reading a
-//! source byte.
+//! phantoms with odd sizes and depths and on the two real stacks in `../shared/data/` (or
+//! `$LODCACHE_SHARED_DATA`; missing data fails the real-stack tests unless
+//! `LODCACHE_SKIP_REAL_DATA=1`). Whole volumes and orthogonal sections equal the naive pyramid
+//! too, and a volume served from the cache tiers equals the one built on a cold cache without
+//! generating anything or reading a source byte.
 
 mod common;
 
@@ -13,45 +14,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{Volume as Naive, phantom_volume, read_tiff_dir, shared_data, values};
+use common::{Rng, Scan, Volume as Naive, assert_level_sizes, read_tiff_dir, shared_data, values};
 use lodcache::{
     Axis, LevelRule, Phantom, Pyramid, SampleType, Slice, Stack, StreamOptions, stream_levels,
 };
 
 /// Threads requesting slices at once.
 const THREADS: u64 = 4;
-
-/// A small xorshift64 generator: a seeded random order without new dependencies.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> XorShift {
-        // Any non-zero state works; mix the seed so that small seeds differ at once.
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Fisher-Yates shuffle.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i + 1);
-            items.swap(i, j);
-        }
-    }
-}
 
 /// Every (level, z) of the pyramid, level 0 included.
 fn all_keys(pyr: &Pyramid) -> Vec<(u32, u32)> {
@@ -83,16 +52,7 @@ fn streamed(stack_dir: &Path, edge: u32) -> BTreeMap<(u32, u32), Vec<u32>> {
 
 /// Checks that the pyramid's levels have the naive pyramid's sizes and the expected type.
 fn check_levels(name: &str, pyr: &Pyramid, naive: &[Naive], ty: SampleType) {
-    let have: Vec<(usize, usize, usize)> = pyr
-        .levels()
-        .iter()
-        .map(|l| (l.width as usize, l.height as usize, l.depth as usize))
-        .collect();
-    let want: Vec<(usize, usize, usize)> = naive
-        .iter()
-        .map(|v| (v.width, v.height, v.slices.len()))
-        .collect();
-    assert_eq!(have, want, "{name}: level sizes");
+    assert_level_sizes(name, pyr, naive);
     for (n, l) in pyr.levels().iter().enumerate() {
         assert_eq!(l.level as usize, n, "{name}: level numbering");
         assert_eq!(l.sample_type, ty, "{name}: level {n} sample type");
@@ -116,7 +76,7 @@ fn lazy_all(
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let mut order = keys.clone();
-                XorShift::new(seed * 1_000 + t).shuffle(&mut order);
+                Rng(seed * 1_000 + t).shuffle(&mut order);
                 s.spawn(move || {
                     for (level, z) in order {
                         let slice = pyr
@@ -343,15 +303,14 @@ const PHANTOMS: [Case; 6] = [
     (70, 41, 6, SampleType::U16, 8),
 ];
 
-/// Writes the phantom of `case` into `dir` and returns its naive pyramid.
-fn write_phantom(case: Case, dir: &Path) -> (String, Vec<Naive>) {
+/// The phantom of `case` in a temporary folder, and its name.
+fn phantom_scan(case: Case) -> (String, Scan) {
     let (w, h, d, ty, edge) = case;
     let phantom = Phantom::new(w, h, d)
         .with_sample_type(ty)
         .with_seed(u64::from(w * 7 + h * 3 + d));
-    phantom.write(dir).unwrap();
-    let naive = phantom_volume(&phantom).pyramid(edge as usize);
-    (format!("phantom {w}x{h}x{d} {ty:?} edge {edge}"), naive)
+    let name = format!("phantom {w}x{h}x{d} {ty:?} edge {edge}");
+    (name, Scan::new(phantom, edge))
 }
 
 #[test]
@@ -363,43 +322,41 @@ fn lazy_slices_of_phantoms_equal_stream_and_naive() {
             .unwrap(),
     );
     for (i, case) in PHANTOMS.into_iter().enumerate() {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack_dir = tmp.path().join("scan");
-        let (name, naive) = write_phantom(case, &stack_dir);
+        let (name, scan) = phantom_scan(case);
+        let (tmp, stack_dir, naive) = (&scan.tmp, &scan.stack, scan.naive());
         let edge = case.4;
         assert!(
             (4..=6).contains(&naive.len()),
             "{name}: want 3-5 levels above the source, got {}",
             naive.len() - 1
         );
-        let mut b = builder(&stack_dir, &tmp.path().join("cache"), edge);
+        let mut b = builder(stack_dir, &tmp.path().join("cache"), edge);
         // Half the cases run the kernels on a dedicated pool, half on the caller's.
         if i % 2 == 1 {
             b = b.with_thread_pool(Arc::clone(&pool));
         }
         let pyr = b.build().unwrap();
-        check_levels(&name, &pyr, &naive, case.3);
-        let stream = streamed(&stack_dir, edge);
-        lazy_all(&name, &pyr, &naive, &stream, i as u64 + 1);
+        check_levels(&name, &pyr, naive, case.3);
+        let stream = streamed(stack_dir, edge);
+        lazy_all(&name, &pyr, naive, &stream, i as u64 + 1);
     }
 }
 
 #[test]
 fn volumes_of_phantoms_equal_naive_and_warm_volumes_come_from_the_tiers() {
     for case in PHANTOMS {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack_dir = tmp.path().join("scan");
-        let (name, naive) = write_phantom(case, &stack_dir);
+        let (name, scan) = phantom_scan(case);
+        let (tmp, stack_dir, naive) = (&scan.tmp, &scan.stack, scan.naive());
         let edge = case.4;
         for level in 0..naive.len() as u32 {
             let cache = tmp.path().join(format!("cache-{level}"));
-            let pyr = builder(&stack_dir, &cache, edge).build().unwrap();
+            let pyr = builder(stack_dir, &cache, edge).build().unwrap();
             let v = pyr.volume(level).unwrap();
             check_volume(&name, &v, &naive[level as usize], level);
             drop(pyr);
             if level > 0 {
                 let cache = tmp.path().join(format!("cache-{level}-b"));
-                check_volume_cold_then_warm(&name, &stack_dir, &cache, edge, level);
+                check_volume_cold_then_warm(&name, stack_dir, &cache, edge, level);
             }
         }
     }
@@ -408,13 +365,12 @@ fn volumes_of_phantoms_equal_naive_and_warm_volumes_come_from_the_tiers() {
 #[test]
 fn sections_of_phantoms_equal_naive() {
     for case in PHANTOMS {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack_dir = tmp.path().join("scan");
-        let (name, naive) = write_phantom(case, &stack_dir);
-        let pyr = builder(&stack_dir, &tmp.path().join("cache"), case.4)
+        let (name, scan) = phantom_scan(case);
+        let (tmp, stack_dir, naive) = (&scan.tmp, &scan.stack, scan.naive());
+        let pyr = builder(stack_dir, &tmp.path().join("cache"), case.4)
             .build()
             .unwrap();
-        check_sections(&name, &pyr, &naive);
+        check_sections(&name, &pyr, naive);
     }
 }
 

@@ -1,4 +1,4 @@
-//! `StackReader::reduce_pair`: slice `z` of level 1 made straight from source files `2z` and
+//! `PairReducer::reduce_pair`: slice `z` of level 1 made straight from source files `2z` and
 //! `2z + 1`. Plain strip TIFFs (uncompressed, BlackIsZero, one sample, no predictor, no tiles)
 //! are read band by band by rows; everything else is decoded whole. Either way the result must
 //! equal `kernel::reduce_slices` of the decoded slices, and errors must name the file.
@@ -7,41 +7,18 @@
 //! strip size, strip placement (out of row order, with gaps), tag types and the odd tag that
 //! sends a file down the whole-decode path are all under the test's control.
 
+mod common;
+
 use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use common::{Rng, tiff_plain, tiff_with};
 use lodcache::{PairReducer, Pixels, SampleType, Slice, Stack, kernel};
 
 // ---------------------------------------------------------------------------------------------
 // Random samples
 // ---------------------------------------------------------------------------------------------
-
-/// xorshift64*, seeded through a multiply so that small seeds give unrelated streams.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03 | 1);
-        for _ in 0..4 {
-            r.next();
-        }
-        r
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -122,28 +99,28 @@ fn random_data(kind: Kind, n: usize, rng: &mut Rng) -> Data {
     match kind {
         Kind::U8 => Data::U8(
             (0..n)
-                .map(|_| match rng.below(8) {
-                    0 => 255 - rng.below(3) as u8,
-                    1 => rng.below(3) as u8,
+                .map(|_| match rng.below_u64(8) {
+                    0 => 255 - rng.below_u64(3) as u8,
+                    1 => rng.below_u64(3) as u8,
                     _ => rng.next() as u8,
                 })
                 .collect(),
         ),
         Kind::U16 => Data::U16(
             (0..n)
-                .map(|_| match rng.below(6) {
-                    0 | 1 => u16::MAX - rng.below(4) as u16,
-                    2 => rng.below(3) as u16,
+                .map(|_| match rng.below_u64(6) {
+                    0 | 1 => u16::MAX - rng.below_u64(4) as u16,
+                    2 => rng.below_u64(3) as u16,
                     _ => rng.next() as u16,
                 })
                 .collect(),
         ),
         Kind::F32 => Data::F32(
             (0..n)
-                .map(|_| match rng.below(5) {
-                    0 => (rng.below(1 << 20) as f32) * 16.0,
-                    1 => -(rng.below(1 << 16) as f32) / 1024.0,
-                    _ => (rng.below(1 << 22) as f32 - (1 << 21) as f32) / 64.0,
+                .map(|_| match rng.below_u64(5) {
+                    0 => (rng.below_u64(1 << 20) as f32) * 16.0,
+                    1 => -(rng.below_u64(1 << 16) as f32) / 1024.0,
+                    _ => (rng.below_u64(1 << 22) as f32 - (1 << 21) as f32) / 64.0,
                 })
                 .collect(),
         ),
@@ -423,27 +400,27 @@ impl Tif {
         // Place the chunks: runs of adjacent chunks, runs shuffled, junk between them.
         let n = chunks.len();
         let mut order: Vec<std::ops::Range<usize>> = Vec::new();
-        let mut rng = Rng::new(self.scramble);
+        let mut rng = Rng(self.scramble);
         let mut i = 0;
         while i < n {
             let len = if self.scramble == 0 {
                 n
             } else {
-                1 + rng.below(3) as usize
+                1 + rng.below_u64(3) as usize
             };
             order.push(i..(i + len).min(n));
             i += len;
         }
         if self.scramble != 0 {
             for k in (1..order.len()).rev() {
-                order.swap(k, rng.below(k as u64 + 1) as usize);
+                order.swap(k, rng.below_u64(k as u64 + 1) as usize);
             }
         }
         let mut region = Vec::new();
         let mut rel = vec![0u64; n];
         for run in order {
             if self.scramble != 0 {
-                for _ in 0..rng.below(17) {
+                for _ in 0..rng.below_u64(17) {
                     region.push(rng.next() as u8);
                 }
             }
@@ -608,39 +585,28 @@ fn tiff_crate_file(
     compression: tiff::encoder::Compression,
     predictor: tiff::tags::Predictor,
 ) -> Vec<u8> {
-    use tiff::encoder::{TiffEncoder, colortype};
-    let mut buf = Cursor::new(Vec::new());
-    let mut enc = TiffEncoder::new(&mut buf)
-        .unwrap()
-        .with_compression(compression)
-        .with_predictor(predictor);
+    use tiff::encoder::colortype::{Gray8, Gray16, Gray32Float};
     match data {
-        Data::U8(v) => enc.write_image::<colortype::Gray8>(w, h, v),
-        Data::U16(v) => enc.write_image::<colortype::Gray16>(w, h, v),
-        Data::F32(v) => enc.write_image::<colortype::Gray32Float>(w, h, v),
+        Data::U8(v) => tiff_with::<Gray8>(w, h, v, compression, predictor, None),
+        Data::U16(v) => tiff_with::<Gray16>(w, h, v, compression, predictor, None),
+        Data::F32(v) => tiff_with::<Gray32Float>(w, h, v, compression, predictor, None),
     }
-    .unwrap();
-    buf.into_inner()
 }
 
 /// Gray stored as RGB (r == g == b), which the library turns back into the same gray.
 fn tiff_crate_rgb_file(w: u32, h: u32, data: &Data) -> Vec<u8> {
-    use tiff::encoder::{TiffEncoder, colortype};
-    let mut buf = Cursor::new(Vec::new());
-    let mut enc = TiffEncoder::new(&mut buf).unwrap();
+    use tiff::encoder::colortype::{RGB8, RGB16};
     match data {
         Data::U8(v) => {
             let rgb: Vec<u8> = v.iter().flat_map(|&s| [s, s, s]).collect();
-            enc.write_image::<colortype::RGB8>(w, h, &rgb)
+            tiff_plain::<RGB8>(w, h, &rgb)
         }
         Data::U16(v) => {
             let rgb: Vec<u16> = v.iter().flat_map(|&s| [s, s, s]).collect();
-            enc.write_image::<colortype::RGB16>(w, h, &rgb)
+            tiff_plain::<RGB16>(w, h, &rgb)
         }
         Data::F32(_) => panic!("no float RGB"),
     }
-    .unwrap();
-    buf.into_inner()
 }
 
 /// The samples as a PNG or BMP (whatever the name says: the format is told by the bytes).
@@ -766,7 +732,7 @@ fn tif_stack(
     depth: usize,
     seed: u64,
 ) -> Vec<Data> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng(seed);
     let data: Vec<Data> = (0..depth)
         .map(|_| random_data(kind, w as usize * h as usize, &mut rng))
         .collect();
@@ -806,7 +772,7 @@ fn plain_strip_tiffs_reduce_like_the_kernel() {
             for &rows_per_strip in &strips {
                 for big_endian in [false, true] {
                     case += 1;
-                    let mut flags = Rng::new(case ^ 0x5EED);
+                    let mut flags = Rng(case ^ 0x5EED);
                     let bits = flags.next();
                     let tif = Tif {
                         big_endian,
@@ -873,7 +839,7 @@ fn strips_in_reverse_file_order_none_adjacent() {
     for kind in [Kind::U16, Kind::F32, Kind::U8] {
         for rows in [1, 2, 5, 22, 23] {
             for big_endian in [true, false] {
-                let mut rng = Rng::new(u64::from(rows) * 7 + big_endian as u64);
+                let mut rng = Rng(u64::from(rows) * 7 + big_endian as u64);
                 let data: Vec<Data> = (0..4)
                     .map(|_| random_data(kind, (w * h) as usize, &mut rng))
                     .collect();
@@ -1144,7 +1110,7 @@ fn files_decoded_whole_give_the_same_pairs() {
                 // The odd file as the first of a pair, the second of a pair, and the lone last.
                 for odd in [0usize, 1, 2, 3, 4] {
                     case += 1;
-                    let mut rng = Rng::new(case * 31 + 5);
+                    let mut rng = Rng(case * 31 + 5);
                     let data: Vec<Data> = (0..depth)
                         .map(|_| random_data(kind, (w * h) as usize, &mut rng))
                         .collect();
@@ -1213,7 +1179,7 @@ fn png_and_bmp_stacks_reduce_like_the_kernel() {
         (Kind::U8, image::ImageFormat::Bmp, "bmp"),
     ] {
         let (w, h) = (37, 23);
-        let mut rng = Rng::new(99);
+        let mut rng = Rng(99);
         let dir = tempfile::tempdir().unwrap();
         for i in 0..5 {
             let d = random_data(kind, (w * h) as usize, &mut rng);
@@ -1363,7 +1329,7 @@ fn a_truncated_file_is_an_error_naming_it() {
                             scramble: case,
                             ..Tif::plain()
                         };
-                        let mut rng = Rng::new(case);
+                        let mut rng = Rng(case);
                         let dir = tempfile::tempdir().unwrap();
                         let mut paths = Vec::new();
                         let mut cut_at = 0;
@@ -1448,7 +1414,7 @@ fn a_file_of_another_size_or_type_is_an_error_naming_it() {
                 ..Tif::plain()
             };
             tif_stack(dir.path(), &tif, w, h, Kind::U16, 5, 7);
-            let mut rng = Rng::new(3);
+            let mut rng = Rng(3);
             let other = random_data(rkind, (rw * rh) as usize, &mut rng);
             let bytes = if compressed {
                 tiff_crate_file(

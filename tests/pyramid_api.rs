@@ -7,75 +7,39 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Barrier, mpsc};
+use std::path::Path;
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{Volume as Naive, phantom_volume, read_tiff_dir, tree, values};
+use common::{Scan, flip_byte, read_tiff_dir, tree, values, within};
 use lodcache::codec;
 use lodcache::store::{DiskMode, blob_path};
-use lodcache::{
-    Axis, Error, LevelInfo, Phantom, Pyramid, PyramidBuilder, SampleType, Slice, SliceKey,
-};
+use lodcache::{Axis, Error, LevelInfo, Phantom, Pyramid, SampleType, Slice, SliceKey};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-/// A phantom stack in a temporary folder, its naive pyramid and a cache folder beside it.
-struct Fixture {
-    tmp: tempfile::TempDir,
-    stack: PathBuf,
-    cache: PathBuf,
-    naive: Vec<Naive>,
-    edge: u32,
+/// A phantom stack in a temporary folder and a cache folder beside it.
+fn fixture(w: u32, h: u32, d: u32, ty: SampleType, edge: u32) -> Scan {
+    let phantom = Phantom::new(w, h, d)
+        .with_sample_type(ty)
+        .with_seed(u64::from(w + 3 * h + 5 * d));
+    Scan::new(phantom, edge)
 }
 
-impl Fixture {
-    fn new(w: u32, h: u32, d: u32, ty: SampleType, edge: u32) -> Fixture {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack = tmp.path().join("scan");
-        let phantom = Phantom::new(w, h, d)
-            .with_sample_type(ty)
-            .with_seed(u64::from(w + 3 * h + 5 * d));
-        phantom.write(&stack).unwrap();
-        let naive = phantom_volume(&phantom).pyramid(edge as usize);
-        Fixture {
-            cache: tmp.path().join("cache"),
-            tmp,
-            stack,
-            naive,
-            edge,
-        }
-    }
-
-    fn builder(&self) -> PyramidBuilder {
-        Pyramid::builder(&self.stack)
-            .with_cache_dir(&self.cache)
-            .with_edge(self.edge)
-    }
-
-    fn open(&self) -> Pyramid {
-        self.builder().build().unwrap()
-    }
-
+impl Scan {
     /// The top level's number.
     fn top(&self) -> u32 {
-        self.naive.len() as u32 - 1
+        self.naive().len() as u32 - 1
     }
 
     /// Every (level, z) of levels >= 1.
     fn upper_keys(&self) -> Vec<(u32, u32)> {
-        (1..self.naive.len())
-            .flat_map(|l| (0..self.naive[l].slices.len() as u32).map(move |z| (l as u32, z)))
-            .collect()
+        self.keys().into_iter().map(|k| (k.level, k.z)).collect()
     }
 
     /// Blobs of a full pyramid: every slice of every level >= 1.
     fn blob_count(&self) -> u64 {
-        self.upper_keys().len() as u64
-    }
-
-    fn check(&self, what: &str, level: u32, z: u32, slice: &Slice) {
-        common::assert_naive(what, &self.naive, level, z, slice);
+        self.keys().len() as u64
     }
 
     /// Files of a folder's blobs (`<cache>/<level>/<z>.blob`).
@@ -88,18 +52,6 @@ impl Fixture {
             .filter(|p| p.ends_with(".blob"))
             .collect()
     }
-}
-
-/// Flips every bit of byte `at` of a file (`at` from the end when negative).
-fn flip_byte(path: &Path, at: isize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let i = if at < 0 {
-        bytes.len() - at.unsigned_abs()
-    } else {
-        at as usize
-    };
-    bytes[i] ^= 0xFF;
-    std::fs::write(path, bytes).unwrap();
 }
 
 /// Replaces the blob at `path` with one that passes every check of its header and checksum
@@ -117,32 +69,11 @@ fn forge_undecodable(path: &Path) {
     std::fs::write(path, blob).unwrap();
 }
 
-/// Runs `work` on its own thread and fails the test if it has not finished in `limit` (a
-/// deadlock), instead of hanging the test run.
-fn within<T: Send + 'static>(limit: Duration, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => {
-            handle.join().unwrap();
-            v
-        }
-        // The worker panicked: re-raise its panic.
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the worker ended without sending"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("not finished after {limit:?}: deadlock?"),
-    }
-}
-
 #[test]
 fn pyramid_is_send_sync_and_clones_share_state() {
     fn send_sync<T: Send + Sync + Clone>() {}
     send_sync::<Pyramid>();
-    let f = Fixture::new(40, 30, 4, SampleType::U16, 8);
+    let f = fixture(40, 30, 4, SampleType::U16, 8);
     let pyr = f.open();
     let clone = pyr.clone();
     clone.slice(1, 0).unwrap();
@@ -155,7 +86,7 @@ fn pyramid_is_send_sync_and_clones_share_state() {
 fn single_flight_eight_threads_generate_a_cold_top_slice_once() {
     // 512^2 x 16 at edge 32: levels 256, 128, 64, 32; slice 0 of level 4 covers all 16 source
     // slices and needs 1 + 2 + 4 + 8 = 15 blobs.
-    let f = Fixture::new(512, 512, 16, SampleType::U16, 32);
+    let f = fixture(512, 512, 16, SampleType::U16, 32);
     let top = f.top();
     assert_eq!(top, 4);
     let pyr = f.open();
@@ -174,7 +105,7 @@ fn single_flight_eight_threads_generate_a_cold_top_slice_once() {
     for r in &results {
         assert!(*r == results[0], "the eight answers differ");
     }
-    f.check("single flight", top, 0, &results[0]);
+    f.check_at("single flight", top, 0, &results[0]);
     pyr.flush();
     let s = pyr.stats();
     let needed = (1u64 << top) - 1;
@@ -190,7 +121,7 @@ fn single_flight_eight_threads_generate_a_cold_top_slice_once() {
 
 #[test]
 fn reopen_serves_every_level_from_disk_without_sources() {
-    let f = Fixture::new(64, 48, 17, SampleType::U16, 4);
+    let f = fixture(64, 48, 17, SampleType::U16, 4);
     let blobs = f.blob_count();
     {
         let pyr = f.open();
@@ -204,7 +135,7 @@ fn reopen_serves_every_level_from_disk_without_sources() {
     let pyr = f.open();
     assert_eq!(pyr.stats().disk.blobs, blobs, "blobs found on open");
     for (level, z) in f.upper_keys() {
-        f.check("reopened", level, z, &pyr.slice(level, z).unwrap());
+        f.check_at("reopened", level, z, &pyr.slice(level, z).unwrap());
     }
     pyr.flush();
     let s = pyr.stats();
@@ -221,7 +152,7 @@ fn reopen_serves_every_level_from_disk_without_sources() {
 
     // A second round comes from memory.
     for (level, z) in f.upper_keys() {
-        f.check("reopened, again", level, z, &pyr.slice(level, z).unwrap());
+        f.check_at("reopened, again", level, z, &pyr.slice(level, z).unwrap());
     }
     pyr.flush();
     let again = pyr.stats();
@@ -232,7 +163,7 @@ fn reopen_serves_every_level_from_disk_without_sources() {
 
 #[test]
 fn damaged_blob_is_counted_rebuilt_and_rewritten() {
-    let f = Fixture::new(64, 48, 17, SampleType::U16, 4);
+    let f = fixture(64, 48, 17, SampleType::U16, 4);
     f.open().volume(f.top()).unwrap();
     // (key, byte flipped: negative from the end; None: a forged payload that passes the
     // checksum) - the payload's last byte (checksum), the width field of the header, the magic,
@@ -253,7 +184,7 @@ fn damaged_blob_is_counted_rebuilt_and_rewritten() {
         let pyr = f.open();
         let info: LevelInfo = pyr.levels()[key.level as usize];
         let slice = pyr.slice(key.level, key.z).unwrap();
-        f.check(&format!("damaged {key:?}"), key.level, key.z, &slice);
+        f.check_at(&format!("damaged {key:?}"), key.level, key.z, &slice);
         pyr.flush();
         let s = pyr.stats();
         assert_eq!(s.disk.corrupt, 1, "{key:?}: damaged blobs counted");
@@ -273,7 +204,7 @@ fn damaged_blob_is_counted_rebuilt_and_rewritten() {
         codec::verify(&rewritten, &id)
             .unwrap_or_else(|e| panic!("{key:?}: rewritten blob is not valid: {e}"));
         let decoded = codec::decode(&rewritten, &id).unwrap();
-        f.check("rewritten blob", key.level, key.z, &decoded);
+        f.check_at("rewritten blob", key.level, key.z, &decoded);
         assert_eq!(rewritten.len(), original.len(), "{key:?}: blob length");
         // A further reopen finds it valid.
         drop(pyr);
@@ -302,7 +233,7 @@ fn assert_invalid<T: std::fmt::Debug>(result: lodcache::Result<T>, needles: &[&s
 #[test]
 fn out_of_range_requests_are_errors_naming_the_valid_range() {
     // 37 x 23 x 5 at edge 4: levels 18x11x3, 9x5x2, 4x2x1.
-    let f = Fixture::new(37, 23, 5, SampleType::U16, 4);
+    let f = fixture(37, 23, 5, SampleType::U16, 4);
     let pyr = f.open();
     assert_eq!(pyr.levels().len(), 4);
 
@@ -372,16 +303,16 @@ fn out_of_range_requests_are_errors_naming_the_valid_range() {
 
     // Nothing was generated by the refused requests, and the pyramid still works.
     assert_eq!(pyr.stats().generated, 0);
-    f.check("after errors", 3, 0, &pyr.slice(3, 0).unwrap());
+    f.check_at("after errors", 3, 0, &pyr.slice(3, 0).unwrap());
 }
 
 #[test]
 fn regions_are_the_naive_rectangles() {
-    let f = Fixture::new(50, 31, 7, SampleType::U8, 4);
+    let f = fixture(50, 31, 7, SampleType::U8, 4);
     let pyr = f.open();
     for info in pyr.levels() {
         let (w, h) = (info.width, info.height);
-        let want = &f.naive[info.level as usize];
+        let want = &f.naive()[info.level as usize];
         for z in [0, info.depth - 1] {
             for (x, y, rw, rh) in [
                 (0, 0, w, h),
@@ -412,22 +343,22 @@ fn regions_are_the_naive_rectangles() {
 
 #[test]
 fn memory_only_writes_nothing_and_serves_correct_slices() {
-    let f = Fixture::new(64, 48, 17, SampleType::U16, 4);
+    let f = fixture(64, 48, 17, SampleType::U16, 4);
     let before = tree(f.tmp.path());
     let pyr = f.builder().with_disk_cache(false).build().unwrap();
     for (level, z) in f.upper_keys() {
-        f.check("memory only", level, z, &pyr.slice(level, z).unwrap());
+        f.check_at("memory only", level, z, &pyr.slice(level, z).unwrap());
     }
     for level in 1..=f.top() {
         let v = pyr.volume(level).unwrap();
         for z in 0..v.depth() {
-            f.check("memory-only volume", level, z, &v.slice(z).unwrap());
+            f.check_at("memory-only volume", level, z, &v.slice(z).unwrap());
         }
     }
     pyr.section(f.top(), Axis::Y, 1).unwrap();
     // Served a second time from memory, still correct.
     for (level, z) in f.upper_keys() {
-        f.check(
+        f.check_at(
             "memory only, again",
             level,
             z,
@@ -472,7 +403,7 @@ fn assert_same_tree(a: &Path, b: &Path) {
 
 #[test]
 fn export_through_the_cache_is_repeatable_and_rebuilds_damaged_blobs() {
-    let f = Fixture::new(64, 48, 17, SampleType::U16, 4);
+    let f = fixture(64, 48, 17, SampleType::U16, 4);
     let blobs = f.blob_count();
     let (out1, out2, out3) = (
         f.tmp.path().join("out1"),
@@ -499,7 +430,7 @@ fn export_through_the_cache_is_repeatable_and_rebuilds_damaged_blobs() {
         assert_eq!(after_second.source_slices, after_first.source_slices);
     }
     assert_same_tree(&out1, &out2);
-    for (n, want) in f.naive.iter().enumerate().skip(1) {
+    for (n, want) in f.naive().iter().enumerate().skip(1) {
         let (have, bits) = read_tiff_dir(&out1.join(n.to_string()));
         assert_eq!(bits, 16);
         assert!(
@@ -529,7 +460,7 @@ fn export_through_the_cache_is_repeatable_and_rebuilds_damaged_blobs() {
 #[test]
 fn small_memory_budget_without_disk_regenerates_correct_slices() {
     // 256^2 x 16 at edge 32: 14 blobs, several times the budget.
-    let f = Fixture::new(256, 256, 16, SampleType::U16, 32);
+    let f = fixture(256, 256, 16, SampleType::U16, 32);
     let budget = 64 << 10;
     let pyr = f
         .builder()
@@ -546,7 +477,7 @@ fn small_memory_budget_without_disk_regenerates_correct_slices() {
                 for round in 0..2 {
                     for i in 0..keys.len() {
                         let (level, z) = keys[(i * 5 + round * 3 + t * 7) % keys.len()];
-                        f.check("small budget", level, z, &pyr.slice(level, z).unwrap());
+                        f.check_at("small budget", level, z, &pyr.slice(level, z).unwrap());
                     }
                 }
             });
@@ -555,7 +486,7 @@ fn small_memory_budget_without_disk_regenerates_correct_slices() {
     for level in 1..=f.top() {
         let v = pyr.volume(level).unwrap();
         for z in 0..v.depth() {
-            f.check("small-budget volume", level, z, &v.slice(z).unwrap());
+            f.check_at("small-budget volume", level, z, &v.slice(z).unwrap());
         }
     }
     pyr.flush();
@@ -577,7 +508,7 @@ fn small_memory_budget_without_disk_regenerates_correct_slices() {
 
 /// Requests slices (each key twice, the top level's four times), volumes and sections from
 /// inside `par_iter` on `calls`, a two-thread pool, and checks every answer.
-fn par_iter_requests(f: &Fixture, pyr: &Pyramid, calls: &rayon::ThreadPool) {
+fn par_iter_requests(f: &Scan, pyr: &Pyramid, calls: &rayon::ThreadPool) {
     let top = f.top();
     let top_depth = pyr.levels()[top as usize].depth;
     let mut keys = f.upper_keys();
@@ -595,7 +526,7 @@ fn par_iter_requests(f: &Fixture, pyr: &Pyramid, calls: &rayon::ThreadPool) {
     });
     assert_eq!(slices.len(), 2 * top_depth as usize + keys.len());
     for (level, z, s) in &slices {
-        f.check("par_iter slice", *level, *z, s);
+        f.check_at("par_iter slice", *level, *z, s);
     }
     let volumes: Vec<(u32, lodcache::Volume)> = calls.install(|| {
         (0..2 * top)
@@ -608,10 +539,10 @@ fn par_iter_requests(f: &Fixture, pyr: &Pyramid, calls: &rayon::ThreadPool) {
     });
     for (level, v) in &volumes {
         for z in 0..v.depth() {
-            f.check("par_iter volume", *level, z, &v.slice(z).unwrap());
+            f.check_at("par_iter volume", *level, z, &v.slice(z).unwrap());
         }
     }
-    let want = &f.naive[top as usize];
+    let want = &f.naive()[top as usize];
     let rows = want.height.min(2);
     let sections: Vec<Slice> = calls.install(|| {
         (0..4)
@@ -639,29 +570,33 @@ fn two_threads() -> rayon::ThreadPool {
 
 #[test]
 fn requests_from_inside_rayon_par_iter_complete_and_are_correct() {
-    within(Duration::from_secs(120), || {
-        // Kernels on the same pool as the callers.
-        let f = Fixture::new(64, 48, 17, SampleType::U16, 4);
-        let pool = Arc::new(two_threads());
-        let pyr = f
-            .builder()
-            .with_thread_pool(Arc::clone(&pool))
-            .build()
-            .unwrap();
-        par_iter_requests(&f, &pyr, &pool);
+    within(
+        Duration::from_secs(120),
+        "requests from rayon workers",
+        || {
+            // Kernels on the same pool as the callers.
+            let f = fixture(64, 48, 17, SampleType::U16, 4);
+            let pool = Arc::new(two_threads());
+            let pyr = f
+                .builder()
+                .with_thread_pool(Arc::clone(&pool))
+                .build()
+                .unwrap();
+            par_iter_requests(&f, &pyr, &pool);
 
-        // No pool given: kernels on the caller's pool.
-        let f = Fixture::new(50, 31, 9, SampleType::U8, 4);
-        let pyr = f.open();
-        par_iter_requests(&f, &pyr, &two_threads());
+            // No pool given: kernels on the caller's pool.
+            let f = fixture(50, 31, 9, SampleType::U8, 4);
+            let pyr = f.open();
+            par_iter_requests(&f, &pyr, &two_threads());
 
-        // Kernels on a pool of their own, callers on another one.
-        let f = Fixture::new(33, 65, 9, SampleType::U16, 4);
-        let pyr = f
-            .builder()
-            .with_thread_pool(Arc::new(two_threads()))
-            .build()
-            .unwrap();
-        par_iter_requests(&f, &pyr, &two_threads());
-    });
+            // Kernels on a pool of their own, callers on another one.
+            let f = fixture(33, 65, 9, SampleType::U16, 4);
+            let pyr = f
+                .builder()
+                .with_thread_pool(Arc::new(two_threads()))
+                .build()
+                .unwrap();
+            par_iter_requests(&f, &pyr, &two_threads());
+        },
+    );
 }

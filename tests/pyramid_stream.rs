@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Volume, phantom_volume, values};
+use common::{Scan, values};
 use lodcache::{LevelRule, Phantom, SampleType, Stack, StreamOptions, stream_levels};
 
 /// Streams `stack` and collects every produced slice as plain numbers, checking that each
@@ -23,14 +23,13 @@ fn stream_all(stack: &Stack, options: &StreamOptions) -> BTreeMap<(u32, u32), Ve
 }
 
 fn check_against_naive(w: u32, h: u32, d: u32, ty: SampleType, edge: u32, threads: usize) {
-    let dir = tempfile::tempdir().unwrap();
     let phantom = Phantom::new(w, h, d)
         .with_sample_type(ty)
         .with_seed(u64::from(w * 31 + d));
-    phantom.write(dir.path()).unwrap();
-    let stack = Stack::open(dir.path()).unwrap();
+    let scan = Scan::new(phantom, edge);
+    let stack = Stack::open(&scan.stack).unwrap();
     let rule = LevelRule::default().with_edge(edge);
-    let naive: Vec<Volume> = phantom_volume(&phantom).pyramid(edge as usize);
+    let naive = scan.naive();
     let levels = stack.levels(&rule).unwrap();
     assert_eq!(levels.len(), naive.len(), "{w}x{h}x{d}: level count");
     let got = stream_all(

@@ -3,21 +3,22 @@
 //! request, which must not wait (directly or through a helper thread) for a flight that the
 //! same worker leads lower in its stack.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{Rng, Scan};
 use lodcache::{Phantom, Pyramid, SampleType};
 
 #[test]
 fn nested_requests_on_a_busy_pool_never_deadlock() {
-    let tmp = tempfile::tempdir().unwrap();
-    let scan = tmp.path().join("scan");
     // Levels 1 and 2 are large enough for the kernel to split over the pool.
-    Phantom::new(2048, 2048, 8)
-        .with_sample_type(SampleType::U8)
-        .write(&scan)
-        .unwrap();
+    let scan = Scan::new(
+        Phantom::new(2048, 2048, 8).with_sample_type(SampleType::U8),
+        32,
+    );
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
             .num_threads(2)
@@ -25,10 +26,10 @@ fn nested_requests_on_a_busy_pool_never_deadlock() {
             .unwrap(),
     );
     let open = {
-        let (scan, pool) = (scan.clone(), Arc::clone(&pool));
+        let (stack, edge, pool) = (scan.stack.clone(), scan.edge, Arc::clone(&pool));
         move || {
-            Pyramid::builder(&scan)
-                .with_edge(32)
+            Pyramid::builder(&stack)
+                .with_edge(edge)
                 .with_disk_cache(false)
                 .with_thread_pool(Arc::clone(&pool))
                 .build()
@@ -43,13 +44,11 @@ fn nested_requests_on_a_busy_pool_never_deadlock() {
 
     let (progress, iterations) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut x: u64 = 0x1234_5678;
+        let mut rng = Rng(0x1234_5678);
         for i in 0..300u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
             // Start the second request somewhere inside the first one's work.
-            let delay = Duration::from_nanos(x % (total.as_nanos() as u64 * 12 / 10).max(1));
+            let window = (total.as_nanos() as u64 * 12 / 10).max(1);
+            let delay = Duration::from_nanos(rng.below_u64(window));
             let p = open();
             std::thread::scope(|s| {
                 s.spawn(|| pool.install(|| p.slice(2, 1).unwrap()));

@@ -1,6 +1,7 @@
-//! The two real stacks in `../shared/data/` exported with a small edge equal, voxel by voxel,
-//! an independent naive pyramid computed from the files read with the tiff crate.
-//! Skips (with a message) where the shared data is absent.
+//! The two real stacks in `../shared/data/` (or `$LODCACHE_SHARED_DATA`) exported with a small
+//! edge equal, voxel by voxel, an independent naive pyramid computed from the files read with
+//! the tiff crate. Fails where the data is missing, unless `LODCACHE_SKIP_REAL_DATA=1` (then
+//! skips with a message).
 
 mod common;
 

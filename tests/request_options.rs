@@ -7,29 +7,19 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::{Volume as Naive, phantom_volume, values};
+use common::{Scan, values};
 use lodcache::{Cancel, Error, ErrorKind, Phantom, Progress, Pyramid, SampleType};
 
-fn fixture(w: u32, h: u32, d: u32) -> (tempfile::TempDir, Vec<Naive>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let phantom = Phantom::new(w, h, d).with_seed(11);
-    phantom.write(tmp.path().join("scan")).unwrap();
-    let naive = phantom_volume(&phantom).pyramid(16);
-    (tmp, naive)
-}
-
-fn open(tmp: &tempfile::TempDir) -> Pyramid {
-    Pyramid::builder(tmp.path().join("scan"))
-        .with_cache_dir(tmp.path().join("cache"))
-        .with_edge(16)
-        .build()
-        .unwrap()
+/// A phantom stack `w` x `h` x `d` opened with edge 16.
+fn fixture(w: u32, h: u32, d: u32) -> Scan {
+    Scan::new(Phantom::new(w, h, d).with_seed(11), 16)
 }
 
 #[test]
 fn a_cancelled_volume_stops_at_a_slice_boundary_and_keeps_what_it_made() {
-    let (tmp, naive) = fixture(96, 80, 40);
-    let pyr = open(&tmp);
+    let scan = fixture(96, 80, 40);
+    let naive = scan.naive();
+    let pyr = scan.open();
     let cancel = Cancel::new();
     let seen = Mutex::new(Vec::new());
     let on_progress = |p: Progress| {
@@ -65,8 +55,9 @@ fn a_cancelled_volume_stops_at_a_slice_boundary_and_keeps_what_it_made() {
 
 #[test]
 fn a_cancelled_slice_request_is_an_error_and_later_requests_work() {
-    let (tmp, naive) = fixture(64, 64, 16);
-    let pyr = open(&tmp);
+    let scan = fixture(64, 64, 16);
+    let naive = scan.naive();
+    let pyr = scan.open();
     let cancel = Cancel::new();
     cancel.cancel();
     let err = pyr.request().with_cancel(&cancel).slice(2, 1).unwrap_err();
@@ -84,8 +75,8 @@ fn a_cancelled_slice_request_is_an_error_and_later_requests_work() {
 
 #[test]
 fn progress_is_reported_on_the_calling_thread_and_ends_at_its_total() {
-    let (tmp, _) = fixture(64, 48, 21);
-    let pyr = open(&tmp);
+    let scan = fixture(64, 48, 21);
+    let pyr = scan.open();
     let caller = std::thread::current().id();
     let reports = Mutex::new(Vec::new());
     let on_progress = |p: Progress| {
@@ -101,7 +92,7 @@ fn progress_is_reported_on_the_calling_thread_and_ends_at_its_total() {
             0 | 1 => drop(r.volume(2).unwrap()),
             2 => drop(r.section(1, lodcache::Axis::Y, 3).unwrap()),
             _ => drop(
-                r.export_ctharvester(tmp.path().join("out"), Some(&[1, 2]))
+                r.export_ctharvester(scan.path("out"), Some(&[1, 2]))
                     .unwrap(),
             ),
         }
@@ -119,8 +110,8 @@ fn progress_is_reported_on_the_calling_thread_and_ends_at_its_total() {
 
 #[test]
 fn preview_requests_are_not_counted_as_demand() {
-    let (tmp, _) = fixture(64, 64, 8);
-    let pyr = open(&tmp);
+    let scan = fixture(64, 64, 8);
+    let pyr = scan.open();
     for z in 0..4 {
         pyr.request().without_demand().slice(2, z % 2).unwrap();
     }
@@ -139,8 +130,9 @@ fn preview_requests_are_not_counted_as_demand() {
 
 #[test]
 fn conveniences_coarsest_level_count_and_typed_volumes() {
-    let (tmp, naive) = fixture(64, 40, 9);
-    let pyr = open(&tmp);
+    let scan = fixture(64, 40, 9);
+    let naive = scan.naive();
+    let pyr = scan.open();
     assert_eq!(pyr.level_count(), 3);
     assert_eq!(pyr.coarsest(), pyr.levels()[2]);
     let v = pyr.volume(2).unwrap();
@@ -152,7 +144,7 @@ fn conveniences_coarsest_level_count_and_typed_volumes() {
         flat
     );
     // A stack not above the edge has level 0 only.
-    let small = Pyramid::builder(tmp.path().join("scan"))
+    let small = Pyramid::builder(&scan.stack)
         .with_edge(100)
         .with_disk_cache(false)
         .build()

@@ -1,13 +1,13 @@
 //! Which files of a folder form the stack: names, order, ignored entries, gaps, explicit
 //! patterns and duplicate numbers.
 
-mod support;
+mod common;
 
 use std::ops::RangeInclusive;
 use std::path::Path;
 
+use common::{assert_names, tiny_tiff, write};
 use lodcache::{Error, Stack, StackPattern};
-use support::{assert_names, tiny_tiff, write};
 
 /// Writes a small valid slice under each name.
 fn slices(dir: &Path, names: &[&str]) {

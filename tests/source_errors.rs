@@ -1,17 +1,17 @@
 //! What goes wrong with a stack folder is reported as the right error, naming the file and the
 //! values involved, and damaged files never panic or allocate what their header claims.
 
-mod support;
+mod common;
 
 use std::path::Path;
 
+use common::{
+    Chunks, RawTiff, assert_names, assert_size_mismatch, bmp_claiming, bmp_indexed, gray_palette,
+    noise, noise8, noise16, png_claiming, png_encoded, tiff_plain, tiff_with, tiff8, tiff16, write,
+};
 use image::ExtendedColorType;
 use lodcache::{Error, SampleType, Slice, Stack};
 use proptest::prelude::*;
-use support::{
-    Chunks, RawTiff, assert_names, bmp_claiming, bmp_indexed, gray_palette, noise, noise8, noise16,
-    png_claiming, png_encoded, tiff_plain, tiff_with, tiff8, tiff16, write,
-};
 use tiff::encoder::Compression;
 use tiff::encoder::colortype as ct;
 use tiff::tags::Predictor;
@@ -132,23 +132,7 @@ fn slice_of_another_size_is_size_mismatch_naming_file_and_both_sizes() {
     stack.read_slice(0).unwrap();
     stack.read_slice(2).unwrap();
     let err = stack.read_slice(1).unwrap_err();
-    match &err {
-        Error::SizeMismatch {
-            path,
-            expected_w,
-            expected_h,
-            found_w,
-            found_h,
-        } => {
-            assert_eq!(path, &odd);
-            assert_eq!((*expected_w, *expected_h), (8, 6));
-            assert_eq!((*found_w, *found_h), (9, 6));
-        }
-        other => panic!("expected SizeMismatch, got {other:?}"),
-    }
-    assert_names(&err, &odd);
-    let text = err.to_string();
-    assert!(text.contains("8 x 6") && text.contains("9 x 6"), "{text}");
+    assert_size_mismatch("slice 1", &err, &odd, (8, 6), (9, 6));
 
     // The same through a reader, after a good slice filled its buffer.
     let mut reader = stack.reader();
@@ -535,9 +519,9 @@ fn tiff_just_over_the_default_limit_is_too_large() {
 #[test]
 fn png_and_bmp_claiming_huge_sizes_are_refused_without_allocating() {
     let cases: [(&str, Vec<u8>); 3] = [
-        ("s0001.png", png_claiming(1_000_000, 1_000_000)),
-        ("s0001.bmp", bmp_claiming(1_000_000, 1_000_000)),
-        ("s0001.bmp", bmp_claiming(1_000_000, -1_000_000)),
+        ("s0001.png", png_claiming(1_000_000, 1_000_000, 8, 0)),
+        ("s0001.bmp", bmp_claiming(1_000_000, 1_000_000, 24)),
+        ("s0001.bmp", bmp_claiming(1_000_000, -1_000_000, 24)),
     ];
     for (name, bytes) in cases {
         let tmp = tempfile::tempdir().unwrap();
@@ -663,7 +647,7 @@ fn damage_bases() -> Vec<Vec<u8>> {
         tiff_with::<ct::Gray32Float>(
             12,
             9,
-            &support::floats(12, 9, 1),
+            &common::floats(12, 9, 1),
             Compression::Deflate(Default::default()),
             Predictor::None,
             Some(3),
@@ -671,12 +655,12 @@ fn damage_bases() -> Vec<Vec<u8>> {
         RawTiff::gray(true, 12, 9, 16, Chunks::Tiles(16, 16)).encode(&noise(12, 9, 1, 16, 14)),
         planar.encode(&noise(12, 16, 3, 8, 15)),
         png_encoded(12, 9, &g8, ExtendedColorType::L8),
-        png_encoded(12, 9, &support::ne_bytes(&rgb16), ExtendedColorType::Rgb16),
+        png_encoded(12, 9, &common::ne_bytes(&rgb16), ExtendedColorType::Rgb16),
         bmp_indexed(12, 9, 8, &g8, &gray_palette(), false),
         bmp_indexed(12, 9, 4, &nibbles, &palette, true),
-        support::bmp_rle(12, 9, 8, &nibbles, &palette),
-        support::bmp_encoded(12, 9, &rgb, ExtendedColorType::Rgb8),
-        support::jpeg_encoded(12, 9, &g8, ExtendedColorType::L8, 90),
+        common::bmp_rle(12, 9, 8, &nibbles, &palette),
+        common::bmp_encoded(12, 9, &rgb, ExtendedColorType::Rgb8),
+        common::jpeg_encoded(12, 9, &g8, ExtendedColorType::L8, 90),
     ]
 }
 

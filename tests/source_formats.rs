@@ -2,15 +2,15 @@
 //! compressions, both byte orders, strips and tiles, chunky and planar, 8/16-bit, float, RGB
 //! and RGBA), BMP (palette and true colour), PNG and JPEG.
 
-mod support;
+mod common;
 
-use image::ExtendedColorType;
-use lodcache::{Pixels, SampleType, Slice, SliceInfo, Stack};
-use support::{
+use common::{
     Chunks, RawTiff, assert_samples, bmp_encoded, bmp_indexed, gray_palette, jpeg_encoded, luma,
     luma_of, ne_bytes, noise, noise8, noise16, png_encoded, smooth8, tiff_plain, tiff_with, tiff8,
     tiff16, u8s, u16s, write,
 };
+use image::ExtendedColorType;
+use lodcache::{Pixels, SampleType, Slice, SliceInfo, Stack};
 use tiff::encoder::Compression;
 use tiff::encoder::colortype as ct;
 use tiff::encoder::compression::DeflateLevel;
@@ -129,7 +129,7 @@ fn bigtiff_is_read_exactly() {
 
 #[test]
 fn float_tiff_is_preserved_as_f32_bit_for_bit() {
-    let data = support::floats(W, H, 4);
+    let data = common::floats(W, H, 4);
     for (compression, predictor, what) in [
         (Compression::Uncompressed, Predictor::None, "uncompressed"),
         (Compression::Lzw, Predictor::None, "lzw"),
@@ -276,7 +276,7 @@ fn hand_written_little_endian_strips_agree_with_the_writer() {
 
 #[test]
 fn big_endian_float_tiff_is_preserved() {
-    let data = support::floats(W, H, 13);
+    let data = common::floats(W, H, 13);
     let samples: Vec<u64> = data.iter().map(|f| u64::from(f.to_bits())).collect();
     let raw = RawTiff {
         sample_format: 3,
@@ -316,7 +316,7 @@ fn tiled_tiff_with_partial_edge_tiles_is_read_exactly() {
 
 #[test]
 fn tiled_float_tiff_is_preserved() {
-    let data = support::floats(W, H, 15);
+    let data = common::floats(W, H, 15);
     let samples: Vec<u64> = data.iter().map(|f| u64::from(f.to_bits())).collect();
     let raw = RawTiff {
         sample_format: 3,
@@ -553,7 +553,7 @@ fn run_length_encoded_palette_bmps_are_read() {
         })
         .collect();
     for bits in [8u16, 4] {
-        let bytes = support::bmp_rle(W, H, bits, &data, &palette);
+        let bytes = common::bmp_rle(W, H, bits, &data, &palette);
         let slice = decode("s0001.bmp", &bytes, W, H, SampleType::U8);
         assert_samples(&u8s(&slice), &expected, &format!("RLE{bits}"));
     }

@@ -15,18 +15,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use common::{Volume as Naive, blob_files, phantom_volume, temp_files};
+use common::{Child, Scan, blob_files, blob_sizes, child_args, temp_files, this_test, within};
 use lodcache::store::blob_path;
 use lodcache::{
-    Phantom, Pyramid, PyramidBuilder, Slice, SliceKey, WarmupHandle, WarmupOptions, WarmupOutcome,
-    WarmupProgress,
+    Phantom, Pyramid, SliceKey, WarmupHandle, WarmupOptions, WarmupOutcome, WarmupProgress,
 };
 
 /// The environment variable that makes [`child_process_warms_up_until_killed`] run:
@@ -49,69 +46,19 @@ fn whole_machine() -> RwLockWriteGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A phantom stack in a temporary folder and, when asked for, its naive pyramid.
-struct Scan {
-    tmp: tempfile::TempDir,
-    stack: PathBuf,
-    phantom: Phantom,
-    edge: u32,
-    naive: Vec<Naive>,
+/// A phantom stack `w` x `h` x `d` opened with `edge` (cache folders: [`Scan::path`]).
+fn scan(w: u32, h: u32, d: u32, edge: u32) -> Scan {
+    Scan::new(
+        Phantom::new(w, h, d).with_seed(u64::from(w + 3 * h + 5 * d)),
+        edge,
+    )
 }
 
 impl Scan {
-    fn new(w: u32, h: u32, d: u32, edge: u32) -> Scan {
-        let tmp = tempfile::tempdir().unwrap();
-        let stack = tmp.path().join("scan");
-        let phantom = Phantom::new(w, h, d).with_seed(u64::from(w + 3 * h + 5 * d));
-        phantom.write(&stack).unwrap();
-        Scan {
-            tmp,
-            stack,
-            phantom,
-            edge,
-            naive: Vec::new(),
-        }
-    }
-
-    /// The same, with the naive pyramid computed (needed to check slices).
-    fn with_naive(w: u32, h: u32, d: u32, edge: u32) -> Scan {
-        let mut scan = Scan::new(w, h, d, edge);
-        scan.naive = phantom_volume(&scan.phantom).pyramid(edge as usize);
-        scan
-    }
-
-    /// A cache folder `name` beside the stack.
-    fn cache(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    fn builder(&self, cache: &Path) -> PyramidBuilder {
-        Pyramid::builder(&self.stack)
-            .with_cache_dir(cache)
-            .with_edge(self.edge)
-    }
-
-    fn open(&self, cache: &Path) -> Pyramid {
-        self.builder(cache).build().unwrap()
-    }
-
-    /// Every slice of every level >= 1.
-    fn keys(&self) -> Vec<SliceKey> {
-        assert!(!self.naive.is_empty(), "Scan::with_naive needed");
-        (1..self.naive.len() as u32)
-            .flat_map(|l| (0..self.naive[l as usize].slices.len() as u32).map(move |z| (l, z)))
-            .map(|(l, z)| SliceKey::new(l, z))
-            .collect()
-    }
-
-    fn check(&self, what: &str, key: SliceKey, slice: &Slice) {
-        common::assert_naive(what, &self.naive, key.level, key.z, slice);
-    }
-
     /// Checks, through a newly opened pyramid on `cache`, that every blob file there holds the
     /// right slice (served without generating anything). Returns how many there are.
     fn check_stored(&self, what: &str, cache: &Path) -> u64 {
-        let pyr = self.open(cache);
+        let pyr = self.open_at(cache);
         let mut stored = 0;
         for key in self.keys() {
             if !blob_path(cache, key).is_file() {
@@ -130,49 +77,6 @@ impl Scan {
         assert_eq!(pyr.stats().source_slices, 0, "{what}");
         stored
     }
-}
-
-/// Runs `work` on its own thread and fails the test if it has not finished in `limit`, instead
-/// of hanging the test run.
-fn within<T: Send + 'static>(limit: Duration, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => {
-            handle.join().unwrap();
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the worker ended without sending"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("not finished after {limit:?}"),
-    }
-}
-
-/// A child process, killed and reaped when dropped (a failing test leaves none behind).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Collects the lines of a child's output stream into `output` until it closes.
-fn drain(
-    stream: impl BufRead + Send + 'static,
-    output: &Arc<Mutex<Vec<String>>>,
-) -> std::thread::JoinHandle<()> {
-    let output = Arc::clone(output);
-    std::thread::spawn(move || {
-        for line in stream.lines().map_while(Result::ok) {
-            output.lock().unwrap().push(line);
-        }
-    })
 }
 
 /// Polls `progress` until `until` holds, failing after a generous limit.
@@ -257,11 +161,11 @@ fn completed(what: &str, outcome: &WarmupOutcome) {
 fn full_warm_up_stores_every_slice_and_a_second_run_has_nothing_to_do() {
     let _machine = shared_machine();
     // Levels (edge 8): 48 x 40 x 12, 24 x 20 x 6, 12 x 10 x 3, 6 x 5 x 2.
-    let scan = Scan::with_naive(96, 80, 24, 8);
-    let cache = scan.cache("cache");
+    let scan = scan(96, 80, 24, 8);
+    let cache = scan.path("cache");
     let all = scan.keys().len() as u64;
     assert_eq!(all, 12 + 6 + 3 + 2);
-    let pyr = scan.open(&cache);
+    let pyr = scan.open_at(&cache);
     let handle = pyr.warm_up(WarmupOptions::default().with_threads(2));
     let mut seen = Vec::new();
     while !handle.is_finished() {
@@ -269,7 +173,9 @@ fn full_warm_up_stores_every_slice_and_a_second_run_has_nothing_to_do() {
         std::thread::sleep(Duration::from_micros(100));
     }
     let last = handle.progress();
-    let outcome = within(Duration::from_secs(60), move || handle.wait());
+    let outcome = within(Duration::from_secs(60), "waiting for the run", move || {
+        handle.wait()
+    });
     completed("first run", &outcome);
     for pair in seen.windows(2) {
         assert!(pair[0].done <= pair[1].done, "progress went back: {pair:?}");
@@ -302,7 +208,7 @@ fn full_warm_up_stores_every_slice_and_a_second_run_has_nothing_to_do() {
     drop(pyr);
 
     // A reopened pyramid serves every slice from the cache.
-    let reopened = scan.open(&cache);
+    let reopened = scan.open_at(&cache);
     for key in scan.keys() {
         let slice = reopened.slice(key.level, key.z).unwrap();
         scan.check("reopened", key, &slice);
@@ -316,18 +222,18 @@ fn full_warm_up_stores_every_slice_and_a_second_run_has_nothing_to_do() {
 fn levels_go_smallest_first_then_by_demand_or_as_given() {
     let _machine = shared_machine();
     // Levels (edge 8): 32 x 24 x 10, 16 x 12 x 5, 8 x 6 x 3.
-    let scan = Scan::new(64, 48, 20, 8);
+    let scan = scan(64, 48, 20, 8);
 
     // No history: the smallest level (every viewer loads it whole first), then coarse to fine.
-    let fresh = scan.open(&scan.cache("fresh"));
+    let fresh = scan.open_at(&scan.path("fresh"));
     assert!(fresh.demand().levels.is_empty());
     let outcome = fresh.warm_up(WarmupOptions::default()).wait();
     completed("no history", &outcome);
     assert_eq!(level_order(&outcome), [3, 2, 1]);
 
     // History: level 2 asked for most, then level 1; the rest smallest first.
-    let cache = scan.cache("used");
-    let pyr = scan.open(&cache);
+    let cache = scan.path("used");
+    let pyr = scan.open_at(&cache);
     for _ in 0..10 {
         pyr.slice(2, 1).unwrap();
     }
@@ -336,7 +242,7 @@ fn levels_go_smallest_first_then_by_demand_or_as_given() {
     }
     pyr.flush();
     drop(pyr);
-    let pyr = scan.open(&cache);
+    let pyr = scan.open_at(&cache);
     let ranked: Vec<u32> = pyr.demand().levels.iter().map(|d| d.level).collect();
     assert_eq!(ranked, [2, 1]);
     let outcome = pyr.warm_up(WarmupOptions::default()).wait();
@@ -350,8 +256,8 @@ fn levels_go_smallest_first_then_by_demand_or_as_given() {
     drop(pyr);
 
     // Levels given: that order, duplicates once, nothing else.
-    let cache = scan.cache("given");
-    let pyr = scan.open(&cache);
+    let cache = scan.path("given");
+    let pyr = scan.open_at(&cache);
     let outcome = pyr
         .warm_up(WarmupOptions::default().with_levels(vec![2, 1, 2]))
         .wait();
@@ -363,8 +269,8 @@ fn levels_go_smallest_first_then_by_demand_or_as_given() {
 
     // A level out of range fails, naming the valid range, and builds nothing.
     for bad in [vec![1, 4], vec![0]] {
-        let cache = scan.cache(&format!("bad-{bad:?}"));
-        let pyr = scan.open(&cache);
+        let cache = scan.path(&format!("bad-{bad:?}"));
+        let pyr = scan.open_at(&cache);
         let outcome = pyr
             .warm_up(WarmupOptions::default().with_levels(bad.clone()))
             .wait();
@@ -387,9 +293,9 @@ fn levels_go_smallest_first_then_by_demand_or_as_given() {
 fn cancel_stops_the_run_and_what_it_stored_is_correct() {
     let _machine = shared_machine();
     // Levels (edge 16): 256^2 x 48, 128^2 x 24, 64^2 x 12, 32^2 x 6, 16^2 x 3.
-    let scan = Scan::with_naive(512, 512, 96, 16);
-    let cache = scan.cache("cache");
-    let pyr = scan.open(&cache);
+    let scan = scan(512, 512, 96, 16);
+    let cache = scan.path("cache");
+    let pyr = scan.open_at(&cache);
     let all = scan.keys().len() as u64;
     let viewer = Viewer::throttling(&pyr);
     let handle = pyr.warm_up(
@@ -398,7 +304,7 @@ fn cancel_stops_the_run_and_what_it_stored_is_correct() {
             .with_threads(1),
     );
     wait_for(&handle, "cancel", |p| p.done >= 1);
-    let outcome = within(Duration::from_secs(60), move || {
+    let outcome = within(Duration::from_secs(60), "cancelling the run", move || {
         handle.cancel();
         assert!(
             handle.is_finished(),
@@ -451,9 +357,9 @@ fn cancel_stops_the_run_and_what_it_stored_is_correct() {
 #[test]
 fn dropping_the_handle_stops_the_run() {
     let _machine = shared_machine();
-    let scan = Scan::new(512, 512, 96, 16);
-    let cache = scan.cache("cache");
-    let pyr = scan.open(&cache);
+    let scan = scan(512, 512, 96, 16);
+    let cache = scan.path("cache");
+    let pyr = scan.open_at(&cache);
     let viewer = Viewer::throttling(&pyr);
     let handle = pyr.warm_up(
         WarmupOptions::default()
@@ -461,7 +367,9 @@ fn dropping_the_handle_stops_the_run() {
             .with_threads(1),
     );
     wait_for(&handle, "drop", |p| p.done >= 1);
-    within(Duration::from_secs(60), move || drop(handle));
+    within(Duration::from_secs(60), "dropping the handle", move || {
+        drop(handle)
+    });
     drop(viewer);
     pyr.flush();
     let generated = pyr.stats().generated;
@@ -483,11 +391,11 @@ fn dropping_the_handle_stops_the_run() {
 #[test]
 fn byte_and_time_budgets_end_the_run_early() {
     let _machine = shared_machine();
-    let scan = Scan::new(256, 256, 64, 16);
+    let scan = scan(256, 256, 64, 16);
     let all = 32 + 16 + 8 + 4;
 
     let budget = 1024;
-    let pyr = scan.open(&scan.cache("bytes"));
+    let pyr = scan.open_at(&scan.path("bytes"));
     let outcome = pyr
         .warm_up(
             WarmupOptions::default()
@@ -503,7 +411,7 @@ fn byte_and_time_budgets_end_the_run_early() {
     assert!(p.done >= 1 && p.done < p.total && p.total == all, "{p:?}");
     assert!(pyr.stats().stored_bytes >= budget);
 
-    let pyr = scan.open(&scan.cache("time"));
+    let pyr = scan.open_at(&scan.path("time"));
     let outcome = pyr
         .warm_up(WarmupOptions::default().with_time_budget(Duration::ZERO))
         .wait();
@@ -514,16 +422,92 @@ fn byte_and_time_budgets_end_the_run_early() {
     assert!(p.done <= 1 && p.total == all, "{p:?}");
 }
 
+/// Bytes of blob `key` and of every blob it is made from (down to level 1), per `sizes`.
+fn with_sources(sizes: &std::collections::BTreeMap<SliceKey, u64>, key: SliceKey) -> u64 {
+    let own = sizes[&key];
+    if key.level == 1 {
+        return own;
+    }
+    own + [2 * key.z, 2 * key.z + 1]
+        .into_iter()
+        .map(|z| SliceKey::new(key.level - 1, z))
+        .filter(|k| sizes.contains_key(k))
+        .map(|k| with_sources(sizes, k))
+        .sum::<u64>()
+}
+
+/// Bytes of every blob of every level of `scan`, built in a cache folder of their own.
+fn full_build_sizes(scan: &Scan) -> std::collections::BTreeMap<SliceKey, u64> {
+    let full = scan.path("full");
+    let pyr = scan.open_at(&full);
+    pyr.volume(pyr.level_count() - 1).unwrap();
+    pyr.flush();
+    blob_sizes(&full)
+}
+
+/// Issue 15, item 11: a byte budget stops a run at the budget plus at most one slice's blobs
+/// per thread: the largest slice the run makes and everything it is made from (5 MiB asked
+/// used to write 11.4 MiB, 50 MiB 67.2 MiB: the budget was judged on what the storing threads
+/// had finished, while more waited to be stored).
+#[test]
+fn a_byte_budget_stops_within_one_slice_per_thread() {
+    let _machine = shared_machine();
+    // Levels (edge 256): 512 x 512 x 24, 256 x 256 x 12. A run with no history makes level 2
+    // first: each of its slices with the two level-1 slices it is made from.
+    let scan = scan(1024, 1024, 48, 256);
+    let sizes = full_build_sizes(&scan);
+    assert_eq!(sizes.len(), 24 + 12);
+    let total: u64 = sizes.values().sum();
+    // The most one slice of the run stores: any slice with everything it is made from.
+    let unit = sizes
+        .keys()
+        .map(|&k| with_sources(&sizes, k))
+        .max()
+        .unwrap();
+    eprintln!("pyramid {total} bytes, largest slice with its sources {unit}");
+    for (budget, threads) in [(1 << 20, 1), (5 << 20, 1), (1 << 20, 2), (5 << 20, 2)] {
+        let what = format!("{} MiB on {threads} threads", budget >> 20);
+        assert!(
+            budget + threads * unit < total,
+            "{what}: the stack is too small"
+        );
+        let cache = scan.path(&format!("b{budget}-t{threads}"));
+        let pyr = scan.open_at(&cache);
+        let outcome = pyr
+            .warm_up(
+                WarmupOptions::default()
+                    .with_byte_budget(budget)
+                    .with_threads(threads as usize),
+            )
+            .wait();
+        let WarmupOutcome::BudgetReached(report) = &outcome else {
+            panic!("{what}: {outcome:?}");
+        };
+        let written: u64 = blob_sizes(&cache).values().sum();
+        eprintln!(
+            "{what}: {written} bytes written, {} counted",
+            report.progress.bytes
+        );
+        assert_eq!(report.progress.bytes, written, "{what}: bytes counted");
+        assert!(written >= budget, "{what}: stopped at {written} bytes");
+        assert!(
+            written <= budget + threads * unit,
+            "{what}: {written} bytes written, more than the budget and one slice per thread ({})",
+            budget + threads * unit
+        );
+    }
+}
+
 #[test]
 fn a_damaged_source_file_fails_the_run_naming_it_and_keeps_what_was_made() {
     let _machine = shared_machine();
     // Level 1 (edge 8): 32 x 24 x 10; its slice 6 is made from source slices 12 and 13.
-    let scan = Scan::with_naive(64, 48, 20, 8);
+    let scan = scan(64, 48, 20, 8);
     let damaged = scan.stack.join(Phantom::file_name(13));
     let bytes = std::fs::read(&damaged).unwrap();
     std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
-    let cache = scan.cache("cache");
-    let pyr = scan.open(&cache);
+    let cache = scan.path("cache");
+    let pyr = scan.open_at(&cache);
     let outcome = pyr
         .warm_up(
             WarmupOptions::default()
@@ -582,7 +566,7 @@ fn time_hits(
 #[test]
 fn foreground_latency_during_warm_up_stays_within_twice_idle() {
     let _machine = whole_machine();
-    let scan = Scan::new(512, 512, 96, 16);
+    let scan = scan(512, 512, 96, 16);
     // Back to back (a viewer scrubbing) and with think time (a viewer stepping through), in
     // alternating rounds so that the machine's drift affects both sides alike.
     let mut idle = [Vec::new(), Vec::new()];
@@ -591,7 +575,7 @@ fn foreground_latency_during_warm_up_stays_within_twice_idle() {
     let gaps = [Duration::ZERO, Duration::from_micros(500)];
     for round in 0..3 {
         for (i, gap) in gaps.into_iter().enumerate() {
-            let pyr = scan.open(&scan.cache(&format!("cache-{round}-{i}")));
+            let pyr = scan.open_at(&scan.path(&format!("cache-{round}-{i}")));
             // Slices 0..8 of level 1 in memory; the warm-up of levels 2.. makes the rest of
             // level 1 on the way, so it has real work.
             for z in 0..8 {
@@ -613,7 +597,9 @@ fn foreground_latency_during_warm_up_stays_within_twice_idle() {
             );
             during[i].extend(samples);
             made[i] += handle.progress().done;
-            within(Duration::from_secs(60), move || drop(handle));
+            within(Duration::from_secs(60), "dropping the handle", move || {
+                drop(handle)
+            });
         }
     }
     let mut ratios = [0.0; 2];
@@ -649,11 +635,12 @@ fn foreground_latency_during_warm_up_stays_within_twice_idle() {
 #[test]
 #[ignore = "a child process of warm_up_resumes_after_the_process_is_killed"]
 fn child_process_warms_up_until_killed() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
-        eprintln!("{CHILD_ENV} is not set: nothing to do outside the crash test");
+    let Some(args) = child_args(CHILD_ENV) else {
         return;
     };
-    let (stack, cache) = spec.split_once('|').unwrap();
+    let [stack, cache] = &args[..] else {
+        panic!("{CHILD_ENV}: {args:?}");
+    };
     let pyr = Pyramid::builder(stack)
         .with_cache_dir(cache)
         .with_edge(16)
@@ -678,46 +665,31 @@ fn child_process_warms_up_until_killed() {
 fn warm_up_resumes_after_the_process_is_killed() {
     let _machine = shared_machine();
     // Levels (edge 16): 256^2 x 64, 128^2 x 32, 64^2 x 16, 32^2 x 8, 16^2 x 4: 124 slices.
-    let scan = Scan::with_naive(512, 512, 128, 16);
+    let scan = scan(512, 512, 128, 16);
     let all = scan.keys().len() as u64;
     assert_eq!(all, 124);
     // Early in level 1, late in level 1, in the levels above.
     for kill_at in [3, 40, 80] {
         let what = format!("killed at {kill_at} blobs");
-        let cache = scan.cache(&format!("cache-{kill_at}"));
-        let mut child = KillOnDrop(
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", CHILD_TEST, "--nocapture", "--include-ignored"])
-                .env(
-                    CHILD_ENV,
-                    format!("{}|{}", scan.stack.display(), cache.display()),
-                )
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
+        let cache = scan.path(&format!("cache-{kill_at}"));
+        let mut command = this_test(CHILD_TEST);
+        command.env(
+            CHILD_ENV,
+            format!("{}|{}", scan.stack.display(), cache.display()),
         );
         // Both streams, line by line, for the messages below.
-        let output = Arc::new(Mutex::new(Vec::<String>::new()));
-        let stdout = child.0.stdout.take().unwrap();
-        let stderr = child.0.stderr.take().unwrap();
-        let readers = [
-            drain(BufReader::new(stdout), &output),
-            drain(BufReader::new(stderr), &output),
-        ];
+        let mut child = Child::spawn(command, &what).unwrap();
         let start = Instant::now();
         let blobs_at_kill = loop {
             let n = blob_files(&cache).len();
             if n >= kill_at {
                 break n;
             }
-            if let Some(status) = child.0.try_wait().unwrap() {
-                for r in readers {
-                    r.join().unwrap();
-                }
+            if child.try_wait().is_some() {
+                let (status, output) = child.finish();
                 panic!(
-                    "{what}: the child ended ({status}) with {n} blobs first; its output: {:#?}",
-                    output.lock().unwrap()
+                    "{what}: the child ended ({status}) with {n} blobs first; its output: \
+                     {output:#?}"
                 );
             }
             assert!(
@@ -726,12 +698,8 @@ fn warm_up_resumes_after_the_process_is_killed() {
             );
             std::thread::sleep(Duration::from_micros(300));
         };
-        child.0.kill().unwrap();
-        child.0.wait().unwrap();
-        for r in readers {
-            r.join().unwrap();
-        }
-        let output = output.lock().unwrap().clone();
+        let child_id = child.id();
+        let output = child.kill();
         assert!(
             !output.iter().any(|l| l.starts_with("finished")),
             "{what}: the child finished before it was killed"
@@ -747,7 +715,7 @@ fn warm_up_resumes_after_the_process_is_killed() {
         std::fs::write(
             cache
                 .join("1")
-                .join(format!("000000.blob.tmp-{}-0-0", child.0.id())),
+                .join(format!("000000.blob.tmp-{child_id}-0-0")),
             b"torn",
         )
         .unwrap();
@@ -765,8 +733,8 @@ fn warm_up_resumes_after_the_process_is_killed() {
         );
 
         // A new run carries on from there.
-        let pyr = scan.open(&cache);
-        let outcome = within(Duration::from_secs(120), {
+        let pyr = scan.open_at(&cache);
+        let outcome = within(Duration::from_secs(120), "the resumed run", {
             let pyr = pyr.clone();
             move || pyr.warm_up(WarmupOptions::default()).wait()
         });
@@ -801,9 +769,9 @@ fn warm_up_resumes_after_the_process_is_killed() {
 #[test]
 fn request_statistics_survive_reopening_and_a_damaged_file_is_ignored() {
     let _machine = shared_machine();
-    let scan = Scan::new(64, 48, 20, 8);
-    let cache = scan.cache("cache");
-    let pyr = scan.open(&cache);
+    let scan = scan(64, 48, 20, 8);
+    let cache = scan.path("cache");
+    let pyr = scan.open_at(&cache);
     for _ in 0..6 {
         pyr.slice(2, 1).unwrap();
     }
@@ -812,7 +780,7 @@ fn request_statistics_survive_reopening_and_a_damaged_file_is_ignored() {
     drop(pyr);
     assert!(cache.join("demand.json").is_file());
 
-    let pyr = scan.open(&cache);
+    let pyr = scan.open_at(&cache);
     let ranking = pyr.demand();
     let levels: Vec<(u32, f64)> = ranking.levels.iter().map(|d| (d.level, d.score)).collect();
     assert_eq!(levels.len(), 2, "{ranking:?}");
@@ -822,7 +790,7 @@ fn request_statistics_survive_reopening_and_a_damaged_file_is_ignored() {
     // Counted again on top, across another reopening.
     pyr.slice(1, 0).unwrap();
     drop(pyr);
-    let pyr = scan.open(&cache);
+    let pyr = scan.open_at(&cache);
     let score = |pyr: &Pyramid, level: u32| {
         pyr.demand()
             .levels
@@ -836,7 +804,7 @@ fn request_statistics_survive_reopening_and_a_damaged_file_is_ignored() {
 
     // Garbage in the file: ignored with a warning, not an error, and replaced at the next save.
     std::fs::write(cache.join("demand.json"), b"\x00{ not json at all").unwrap();
-    let pyr = scan.builder(&cache).build().unwrap();
+    let pyr = scan.builder_at(&cache).build().unwrap();
     assert!(pyr.demand().levels.is_empty(), "{:?}", pyr.demand());
     let warnings = pyr.warnings();
     assert!(
@@ -855,7 +823,7 @@ fn request_statistics_survive_reopening_and_a_damaged_file_is_ignored() {
     pyr.slice(3, 0).unwrap();
     pyr.flush();
     drop(pyr);
-    let pyr = scan.open(&cache);
+    let pyr = scan.open_at(&cache);
     assert!(pyr.warnings().is_empty(), "{:?}", pyr.warnings());
     let ranked: Vec<u32> = pyr.demand().levels.iter().map(|d| d.level).collect();
     assert_eq!(ranked, [3, 2], "{:?}", pyr.demand());

@@ -54,6 +54,8 @@ struct Counters {
     misses: Counter,
     insertions: Counter,
     evictions: Counter,
+    /// Blobs reported damaged by a later check ([`Tier::report_corrupt`]).
+    corrupt: Counter,
 }
 
 #[derive(Debug)]
@@ -315,6 +317,7 @@ impl Tier for MemoryStore {
     }
 
     fn report_corrupt(&self, key: SliceKey, _reason: &str) {
+        self.counters.corrupt.incr();
         MemoryStore::remove(self, key);
     }
 
@@ -323,7 +326,7 @@ impl Tier for MemoryStore {
         TierStats {
             hits: s.hits,
             misses: s.misses,
-            corrupt: 0,
+            corrupt: self.counters.corrupt.get(),
             writes: s.insertions,
             evictions: s.evictions,
             bytes: s.bytes,

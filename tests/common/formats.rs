@@ -1,186 +1,14 @@
-//! Helpers shared by the `source_*` tests: seeded sample patterns, files written with the
-//! `tiff` and `image` encoders, and hand-written TIFF, BMP and PNG files for the layouts those
-//! encoders cannot produce (big-endian, tiled, planar, palette, absurd headers).
-
-// Each test crate uses a different part of these helpers; `expect` would fire in whichever
-// crate happens to use all of them.
-#![allow(
-    dead_code,
-    reason = "shared by several test crates, each using a subset"
-)]
+//! Slice files written for the tests: with the `tiff` and `image` encoders, and by hand for the
+//! layouts those encoders cannot produce (big-endian, tiled, planar, palette, absurd headers).
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
 
 use image::{ExtendedColorType, ImageEncoder};
-use lodcache::{Error, Slice};
 use tiff::encoder::colortype::ColorType as TiffColorType;
 use tiff::encoder::{Compression, TiffEncoder, TiffValue};
 use tiff::tags::Predictor;
 
-// ---------------------------------------------------------------------------------------------
-// Sample patterns
-// ---------------------------------------------------------------------------------------------
-
-/// SplitMix64: a well-mixed hash, so neighbouring pixels differ in every bit.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// A hash of one sample position.
-fn hash(x: u32, y: u32, c: u32, seed: u64) -> u64 {
-    mix(u64::from(x) | u64::from(y) << 20 | u64::from(c) << 40 | seed << 44)
-}
-
-/// `w * h * channels` pseudo-random samples below `2^bits`, channels interleaved, with the
-/// extremes 0 and the maximum at the first two positions so that the full range is exercised.
-pub(crate) fn noise(w: u32, h: u32, channels: u32, bits: u32, seed: u64) -> Vec<u64> {
-    let max = (1u64 << bits) - 1;
-    let mut v = Vec::with_capacity((w * h * channels) as usize);
-    for y in 0..h {
-        for x in 0..w {
-            for c in 0..channels {
-                v.push(hash(x, y, c, seed) & max);
-            }
-        }
-    }
-    if let Some(first) = v.first_mut() {
-        *first = 0;
-    }
-    if v.len() > 1 {
-        v[1] = max;
-    }
-    v
-}
-
-/// 8-bit gray noise.
-pub(crate) fn noise8(w: u32, h: u32, seed: u64) -> Vec<u8> {
-    noise(w, h, 1, 8, seed)
-        .into_iter()
-        .map(|s| s as u8)
-        .collect()
-}
-
-/// 16-bit gray noise.
-pub(crate) fn noise16(w: u32, h: u32, seed: u64) -> Vec<u16> {
-    noise(w, h, 1, 16, seed)
-        .into_iter()
-        .map(|s| s as u16)
-        .collect()
-}
-
-/// A smooth 8-bit gradient (for lossy JPEG).
-pub(crate) fn smooth8(w: u32, h: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity((w * h) as usize);
-    for y in 0..h {
-        for x in 0..w {
-            v.push((40 + x * 80 / w.max(1) + y * 80 / h.max(1)) as u8);
-        }
-    }
-    v
-}
-
-/// Float samples including negatives, tiny, huge, infinite and NaN values.
-pub(crate) fn floats(w: u32, h: u32, seed: u64) -> Vec<f32> {
-    let special = [
-        0.0,
-        -0.0,
-        -1.5,
-        1.0e-30,
-        3.0e38,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        f32::NAN,
-        f32::MIN_POSITIVE,
-    ];
-    let mut v: Vec<f32> = noise(w, h, 1, 32, seed)
-        .into_iter()
-        .map(|s| (s as f32 / 65536.0) - 30000.0)
-        .collect();
-    for (d, s) in v.iter_mut().zip(special) {
-        *d = s;
-    }
-    v
-}
-
-/// Luma of the same depth, as the contract asks: round(0.2126 r + 0.7152 g + 0.0722 b), half
-/// up. Computed exactly in integers: in `f64`, values that are exactly halfway (for example
-/// 0.7152 * 14 + 0.0722 * 76 = 15.5) can land just below the half and round down.
-pub(crate) fn luma(r: u64, g: u64, b: u64) -> u64 {
-    (2126 * r + 7152 * g + 722 * b + 5000) / 10000
-}
-
-/// Luma of each pixel of interleaved samples with `channels` >= 3 per pixel.
-pub(crate) fn luma_of(samples: &[u64], channels: usize) -> Vec<u64> {
-    samples
-        .chunks_exact(channels)
-        .map(|p| luma(p[0], p[1], p[2]))
-        .collect()
-}
-
-/// The 8-bit samples of a slice (panics on another type).
-pub(crate) fn u8s(slice: &Slice) -> Vec<u64> {
-    slice
-        .samples::<u8>()
-        .expect("u8 samples")
-        .iter()
-        .map(|&s| u64::from(s))
-        .collect()
-}
-
-/// The 16-bit samples of a slice (panics on another type).
-pub(crate) fn u16s(slice: &Slice) -> Vec<u64> {
-    slice
-        .samples::<u16>()
-        .expect("u16 samples")
-        .iter()
-        .map(|&s| u64::from(s))
-        .collect()
-}
-
-/// Index and values of the first difference, for readable failures on large buffers.
-pub(crate) fn first_difference(found: &[u64], expected: &[u64]) -> Option<(usize, u64, u64)> {
-    found
-        .iter()
-        .zip(expected)
-        .enumerate()
-        .find(|(_, (a, b))| a != b)
-        .map(|(i, (a, b))| (i, *a, *b))
-}
-
-/// Asserts sample-by-sample equality, naming the first differing position.
-#[track_caller]
-pub(crate) fn assert_samples(found: &[u64], expected: &[u64], what: &str) {
-    assert_eq!(found.len(), expected.len(), "{what}: sample count");
-    if let Some((i, a, b)) = first_difference(found, expected) {
-        panic!("{what}: sample {i} is {a}, expected {b}");
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Files and errors
-// ---------------------------------------------------------------------------------------------
-
-/// Writes `bytes` to `dir/name` and returns the path.
-pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    path
-}
-
-/// Asserts that the error's text names `path`.
-#[track_caller]
-pub(crate) fn assert_names(err: &Error, path: &Path) {
-    let text = err.to_string();
-    let name = path.display().to_string();
-    assert!(
-        text.contains(&name),
-        "error text {text:?} does not name {name}"
-    );
-}
+use super::noise8;
 
 // ---------------------------------------------------------------------------------------------
 // TIFF through the `tiff` crate's encoder (little-endian strips)
@@ -188,7 +16,7 @@ pub(crate) fn assert_names(err: &Error, path: &Path) {
 
 /// A TIFF of colour type `C` written by the `tiff` crate, in strips of `rows_per_strip` rows
 /// (the crate's default when `None`).
-pub(crate) fn tiff_with<C: TiffColorType>(
+pub fn tiff_with<C: TiffColorType>(
     w: u32,
     h: u32,
     data: &[C::Inner],
@@ -213,7 +41,7 @@ where
 }
 
 /// An uncompressed TIFF of colour type `C`.
-pub(crate) fn tiff_plain<C: TiffColorType>(w: u32, h: u32, data: &[C::Inner]) -> Vec<u8>
+pub fn tiff_plain<C: TiffColorType>(w: u32, h: u32, data: &[C::Inner]) -> Vec<u8>
 where
     [C::Inner]: TiffValue,
 {
@@ -221,18 +49,64 @@ where
 }
 
 /// An uncompressed 8-bit gray TIFF.
-pub(crate) fn tiff8(w: u32, h: u32, data: &[u8]) -> Vec<u8> {
+pub fn tiff8(w: u32, h: u32, data: &[u8]) -> Vec<u8> {
     tiff_plain::<tiff::encoder::colortype::Gray8>(w, h, data)
 }
 
 /// An uncompressed 16-bit gray TIFF.
-pub(crate) fn tiff16(w: u32, h: u32, data: &[u16]) -> Vec<u8> {
+pub fn tiff16(w: u32, h: u32, data: &[u16]) -> Vec<u8> {
     tiff_plain::<tiff::encoder::colortype::Gray16>(w, h, data)
 }
 
 /// A small valid 8-bit slice (5 x 3) for discovery tests.
-pub(crate) fn tiny_tiff() -> Vec<u8> {
+pub fn tiny_tiff() -> Vec<u8> {
     tiff8(5, 3, &noise8(5, 3, 0))
+}
+
+/// A minimal little-endian single-strip gray TIFF claiming `width` x `height` samples of
+/// `bits`, with `compression` (1 none, 8 deflate) and a 16-byte strip.
+pub fn tiff_claiming(width: u32, height: u32, bits: u16, compression: u16) -> Vec<u8> {
+    let strip: &[u8] = if compression == 1 {
+        &[0x55; 16]
+    } else {
+        // The start of a zlib stream, cut short.
+        &[
+            0x78, 0x9C, 0xED, 0xC1, 0x01, 0x0D, 0, 0, 0, 0xC2, 0xA0, 0xF7, 0x4F, 0x6D, 0x0E, 0x37,
+        ]
+    };
+    let count = 9u16;
+    let data_at = 8 + 2 + 12 * u32::from(count) + 4;
+    let entries: [(u16, u16, u32); 9] = [
+        (256, LONG, width),                   // ImageWidth
+        (257, LONG, height),                  // ImageLength
+        (258, SHORT, u32::from(bits)),        // BitsPerSample
+        (259, SHORT, u32::from(compression)), // Compression
+        (262, SHORT, 1),                      // PhotometricInterpretation: BlackIsZero
+        (273, LONG, data_at),                 // StripOffsets
+        (277, SHORT, 1),                      // SamplesPerPixel
+        (278, LONG, height),                  // RowsPerStrip
+        (279, LONG, strip.len() as u32),      // StripByteCounts
+    ];
+    let mut f = Vec::new();
+    f.extend_from_slice(b"II");
+    f.extend_from_slice(&42u16.to_le_bytes());
+    f.extend_from_slice(&8u32.to_le_bytes());
+    f.extend_from_slice(&count.to_le_bytes());
+    for (tag, kind, value) in entries {
+        f.extend_from_slice(&tag.to_le_bytes());
+        f.extend_from_slice(&kind.to_le_bytes());
+        f.extend_from_slice(&1u32.to_le_bytes());
+        if kind == SHORT {
+            f.extend_from_slice(&(value as u16).to_le_bytes());
+            f.extend_from_slice(&[0, 0]);
+        } else {
+            f.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    f.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(f.len() as u32, data_at);
+    f.extend_from_slice(strip);
+    f
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,7 +115,7 @@ pub(crate) fn tiny_tiff() -> Vec<u8> {
 
 /// How the pixel data of a hand-written TIFF is cut.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Chunks {
+pub enum Chunks {
     /// Strips of this many rows (the last one may be shorter).
     Strips(u32),
     /// Tiles of this width and height; edge tiles are stored whole, padded with junk.
@@ -251,25 +125,25 @@ pub(crate) enum Chunks {
 /// A minimal uncompressed TIFF written byte by byte. The IFD comes right after the header and
 /// the pixel data last, so cutting the file short cuts the pixels and leaves the header whole.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RawTiff {
+pub struct RawTiff {
     /// `MM` (big-endian) rather than `II`.
-    pub(crate) big_endian: bool,
+    pub big_endian: bool,
     /// Width in pixels.
-    pub(crate) width: u32,
+    pub width: u32,
     /// Height in pixels.
-    pub(crate) height: u32,
+    pub height: u32,
     /// Bits per sample: 8, 16 or 32.
-    pub(crate) bits: u16,
+    pub bits: u16,
     /// TIFF SampleFormat: 1 unsigned, 2 signed, 3 IEEE float.
-    pub(crate) sample_format: u16,
+    pub sample_format: u16,
     /// Samples per pixel: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA.
-    pub(crate) samples_per_pixel: u16,
+    pub samples_per_pixel: u16,
     /// PlanarConfiguration 2 (one plane per channel) rather than 1 (interleaved).
-    pub(crate) planar: bool,
+    pub planar: bool,
     /// Photometric WhiteIsZero (0) rather than BlackIsZero (1) for gray.
-    pub(crate) white_is_zero: bool,
+    pub white_is_zero: bool,
     /// Strips or tiles.
-    pub(crate) chunks: Chunks,
+    pub chunks: Chunks,
 }
 
 const SHORT: u16 = 3;
@@ -381,13 +255,7 @@ fn assemble(
 
 impl RawTiff {
     /// A gray image of `bits` unsigned samples in one byte order, cut into `chunks`.
-    pub(crate) fn gray(
-        big_endian: bool,
-        width: u32,
-        height: u32,
-        bits: u16,
-        chunks: Chunks,
-    ) -> Self {
+    pub fn gray(big_endian: bool, width: u32, height: u32, bits: u16, chunks: Chunks) -> Self {
         RawTiff {
             big_endian,
             width,
@@ -492,7 +360,7 @@ impl RawTiff {
 
     /// The file for `samples`: `width * height * samples_per_pixel` values, channels
     /// interleaved, row-major (float samples as `f32::to_bits`). Padding of edge tiles is junk.
-    pub(crate) fn encode(&self, samples: &[u64]) -> Vec<u8> {
+    pub fn encode(&self, samples: &[u64]) -> Vec<u8> {
         let (w, h) = (self.width, self.height);
         let spp = u32::from(self.samples_per_pixel);
         assert_eq!(samples.len(), (w * h * spp) as usize, "sample count");
@@ -557,7 +425,7 @@ impl RawTiff {
 
     /// A file whose header describes this image but whose single strip holds only
     /// `data_bytes` bytes: a tiny file claiming any size.
-    pub(crate) fn header_only(&self, data_bytes: usize) -> Vec<u8> {
+    pub fn header_only(&self, data_bytes: usize) -> Vec<u8> {
         let mut raw = *self;
         raw.chunks = Chunks::Strips(self.height);
         assemble(
@@ -577,7 +445,7 @@ impl RawTiff {
 /// A palette BMP written by hand: BITMAPFILEHEADER, BITMAPINFOHEADER, the palette (`[r, g, b]`
 /// entries, stored as BGR0), then rows padded to 4 bytes with junk, bottom-up unless
 /// `top_down`. `bits` is 1, 2, 4 or 8 (packed, leftmost pixel in the high bits).
-pub(crate) fn bmp_indexed(
+pub fn bmp_indexed(
     width: u32,
     height: u32,
     bits: u16,
@@ -618,13 +486,7 @@ pub(crate) fn bmp_indexed(
 
 /// A run-length encoded palette BMP (BI_RLE8 for `bits` 8, BI_RLE4 for 4), bottom-up: runs of
 /// equal indices, an end-of-line after each row and an end-of-bitmap mark.
-pub(crate) fn bmp_rle(
-    width: u32,
-    height: u32,
-    bits: u16,
-    indices: &[u8],
-    palette: &[[u8; 3]],
-) -> Vec<u8> {
+pub fn bmp_rle(width: u32, height: u32, bits: u16, indices: &[u8], palette: &[[u8; 3]]) -> Vec<u8> {
     assert!(bits == 8 || bits == 4);
     let mut data = Vec::new();
     for y in (0..height).rev() {
@@ -685,33 +547,41 @@ fn bmp_file(
 }
 
 /// The 256-entry gray ramp palette.
-pub(crate) fn gray_palette() -> Vec<[u8; 3]> {
+pub fn gray_palette() -> Vec<[u8; 3]> {
     (0..=255u8).map(|i| [i, i, i]).collect()
 }
 
-/// A BMP written by `image`'s encoder.
-pub(crate) fn bmp_encoded(w: u32, h: u32, data: &[u8], color: ExtendedColorType) -> Vec<u8> {
+/// The bytes an `image` encoder writes (`what` names the format in a failure).
+fn encoded(what: &str, write: impl FnOnce(&mut Vec<u8>) -> image::ImageResult<()>) -> Vec<u8> {
     let mut buf = Vec::new();
-    image::codecs::bmp::BmpEncoder::new(&mut buf)
-        .encode(data, w, h, color)
-        .expect("bmp encoding");
+    write(&mut buf).unwrap_or_else(|e| panic!("{what} encoding: {e}"));
     buf
 }
 
-/// A BMP header claiming `width` x `height` 24-bit pixels, with no pixel data.
-pub(crate) fn bmp_claiming(width: i32, height: i32) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(b"BM");
-    out.extend_from_slice(&54u32.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&54u32.to_le_bytes());
-    out.extend_from_slice(&40u32.to_le_bytes());
-    out.extend_from_slice(&width.to_le_bytes());
-    out.extend_from_slice(&height.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&24u16.to_le_bytes());
-    out.extend_from_slice(&[0; 24]);
-    out
+/// A BMP written by `image`'s encoder.
+pub fn bmp_encoded(w: u32, h: u32, data: &[u8], color: ExtendedColorType) -> Vec<u8> {
+    encoded("bmp", |buf| {
+        image::codecs::bmp::BmpEncoder::new(buf).encode(data, w, h, color)
+    })
+}
+
+/// A BMP (BITMAPINFOHEADER, uncompressed) claiming `width` x `height` (negative: top-down) at
+/// `bits` per pixel (8: with a gray palette), followed by 16 bytes of pixels.
+pub fn bmp_claiming(width: u32, height: i32, bits: u16) -> Vec<u8> {
+    let palette = if bits == 8 {
+        gray_palette()
+    } else {
+        Vec::new()
+    };
+    bmp_file(
+        width,
+        height.unsigned_abs(),
+        bits,
+        0,
+        &palette,
+        height < 0,
+        &[0x80; 16],
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -719,31 +589,21 @@ pub(crate) fn bmp_claiming(width: i32, height: i32) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 
 /// A PNG written by `image`'s encoder (16-bit samples in native byte order).
-pub(crate) fn png_encoded(w: u32, h: u32, data: &[u8], color: ExtendedColorType) -> Vec<u8> {
-    let mut buf = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut buf)
-        .write_image(data, w, h, color)
-        .expect("png encoding");
-    buf
+pub fn png_encoded(w: u32, h: u32, data: &[u8], color: ExtendedColorType) -> Vec<u8> {
+    encoded("png", |buf| {
+        image::codecs::png::PngEncoder::new(buf).write_image(data, w, h, color)
+    })
 }
 
 /// A JPEG written by `image`'s encoder.
-pub(crate) fn jpeg_encoded(
-    w: u32,
-    h: u32,
-    data: &[u8],
-    color: ExtendedColorType,
-    quality: u8,
-) -> Vec<u8> {
-    let mut buf = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality)
-        .encode(data, w, h, color)
-        .expect("jpeg encoding");
-    buf
+pub fn jpeg_encoded(w: u32, h: u32, data: &[u8], color: ExtendedColorType, quality: u8) -> Vec<u8> {
+    encoded("jpeg", |buf| {
+        image::codecs::jpeg::JpegEncoder::new_with_quality(buf, quality).encode(data, w, h, color)
+    })
 }
 
-/// CRC-32 (ISO-HDLC) as PNG chunks use it.
-fn crc32(bytes: &[u8]) -> u32 {
+/// CRC-32 (ISO-HDLC) as PNG chunks use it, bit by bit.
+pub fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in bytes {
         crc ^= u32::from(b);
@@ -758,28 +618,35 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-/// A PNG with a valid IHDR claiming `width` x `height` 8-bit gray pixels, an empty IDAT and
-/// IEND: a tiny file claiming any size.
-pub(crate) fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    };
+/// One PNG chunk: length, type, data, CRC of type and data.
+pub fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let crc = crc32(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// A PNG claiming `width` x `height` (`bit_depth`, `color_type`: 0 gray, 2 RGB, 6 RGBA) with
+/// a valid signature and IHDR, then an IDAT whose header promises 4096 bytes but holds 12: a
+/// tiny file claiming any size.
+pub fn png_claiming(width: u32, height: u32, bit_depth: u8, color_type: u8) -> Vec<u8> {
+    let mut f = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&width.to_be_bytes());
     ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &[]);
-    chunk(b"IEND", &[]);
-    out
+    ihdr.extend_from_slice(&[bit_depth, color_type, 0, 0, 0]);
+    png_chunk(&mut f, b"IHDR", &ihdr);
+    f.extend_from_slice(&4096u32.to_be_bytes());
+    f.extend_from_slice(b"IDAT");
+    f.extend_from_slice(&[
+        0x78, 0x9C, 0xED, 0xC1, 0x01, 0x0D, 0, 0, 0, 0xC2, 0xA0, 0xF7,
+    ]);
+    f
 }
 
 /// Native-endian bytes of 16-bit samples (what `image`'s encoders take for 16-bit colour).
-pub(crate) fn ne_bytes(samples: &[u16]) -> Vec<u8> {
+pub fn ne_bytes(samples: &[u16]) -> Vec<u8> {
     samples.iter().flat_map(|s| s.to_ne_bytes()).collect()
 }
