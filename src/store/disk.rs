@@ -1080,7 +1080,9 @@ pub fn remove_cache_folder(dir: impl AsRef<Path>) -> Result<Removed> {
         Ok(())
     };
     let mut left = Vec::new();
-    let top = folder.list(None).map_err(|e| Error::io("listing", dir, e))?;
+    let top = folder
+        .list(None)
+        .map_err(|e| Error::io("listing", dir, e))?;
     for entry in &top {
         if level_number(&entry.name).is_some() && entry.is_dir {
             let files = folder
@@ -1138,9 +1140,7 @@ fn scan(folder: &CacheFolder, sweep: bool, warnings: &mut Vec<String>) -> Vec<Fo
     for entry in top {
         // lodcache's top files' temporary files, and the write probe of a process killed
         // between making and removing it.
-        let ours_at_top = is_temp_of(&entry.name, |t| {
-            TOP_FILES.contains(&t) || t == PROBE_NAME
-        });
+        let ours_at_top = is_temp_of(&entry.name, |t| TOP_FILES.contains(&t) || t == PROBE_NAME);
         if ours_at_top {
             if sweep && is_stale(&entry.name, entry.modified, TEMP_MAX_AGE) {
                 let _ = folder.remove(None, &entry.name);
