@@ -410,7 +410,10 @@ fn run(pyramid: &Pyramid, options: &WarmupOptions, shared: &Shared) -> WarmupOut
                     }
                     // Foreground first: no new slice while a request is being served (waits on
                     // the request gate; cancel wakes it).
-                    let cancelled = tiers.wait_idle(|| shared.cancel.is_cancelled());
+                    // (The deadline ends the wait too: a time budget holds while requests
+                    // keep the run waiting.)
+                    let cancelled = tiers.wait_idle(|| shared.cancel.is_cancelled(), deadline)
+                        && shared.cancel.is_cancelled();
                     let next_key = {
                         let _claim = lock(&claim);
                         let over_bytes = options.byte_budget.is_some_and(|b| {

@@ -267,9 +267,14 @@ impl Storer {
         lock(&self.shared.backlog).foreground > 0
     }
 
-    /// Waits until no request is in progress, or `stop()` is true (checked again after each
-    /// [`Storer::wake`]). Returns whether it stopped for `stop`.
-    pub(crate) fn wait_idle(&self, stop: impl Fn() -> bool) -> bool {
+    /// Waits until no request is in progress, `stop()` is true (checked again after each
+    /// [`Storer::wake`]), or `deadline` passes. Returns whether it stopped early (for `stop`
+    /// or the deadline) rather than because the requests ended.
+    pub(crate) fn wait_idle(
+        &self,
+        stop: impl Fn() -> bool,
+        deadline: Option<std::time::Instant>,
+    ) -> bool {
         let shared = &self.shared;
         let mut backlog = lock(&shared.backlog);
         loop {
@@ -279,10 +284,22 @@ impl Storer {
             if backlog.foreground == 0 {
                 return false;
             }
-            backlog = shared
-                .changed
-                .wait(backlog)
-                .unwrap_or_else(PoisonError::into_inner);
+            backlog = match deadline {
+                None => shared
+                    .changed
+                    .wait(backlog)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let Some(left) = d.checked_duration_since(std::time::Instant::now()) else {
+                        return true;
+                    };
+                    shared
+                        .changed
+                        .wait_timeout(backlog, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
     }
 
@@ -469,7 +486,7 @@ mod gate_tests {
             crate::store::DiskStore::disabled().fingerprint().clone(),
             1,
         );
-        assert!(!storer.wait_idle(|| false));
+        assert!(!storer.wait_idle(|| false, None));
         let a = storer.enter();
         let b = storer.enter();
         assert!(storer.busy());
@@ -478,7 +495,7 @@ mod gate_tests {
             let waiter = s.spawn(|| {
                 let t = Instant::now();
                 (
-                    storer.wait_idle(|| stop.load(Ordering::Relaxed)),
+                    storer.wait_idle(|| stop.load(Ordering::Relaxed), None),
                     t.elapsed(),
                 )
             });
@@ -495,7 +512,7 @@ mod gate_tests {
         });
         let _c = storer.enter();
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| storer.wait_idle(|| stop.load(Ordering::Relaxed)));
+            let waiter = s.spawn(|| storer.wait_idle(|| stop.load(Ordering::Relaxed), None));
             std::thread::sleep(Duration::from_millis(20));
             stop.store(true, Ordering::Relaxed);
             storer.wake();

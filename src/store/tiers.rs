@@ -215,9 +215,14 @@ impl Tiers {
         self.inner.storer.enter()
     }
 
-    /// Waits until no request is in progress or `stop()`; whether it stopped for `stop`.
-    pub(crate) fn wait_idle(&self, stop: impl Fn() -> bool) -> bool {
-        self.inner.storer.wait_idle(stop)
+    /// Waits until no request is in progress, `stop()` or `deadline`; whether it stopped
+    /// early (for `stop` or the deadline).
+    pub(crate) fn wait_idle(
+        &self,
+        stop: impl Fn() -> bool,
+        deadline: Option<std::time::Instant>,
+    ) -> bool {
+        self.inner.storer.wait_idle(stop, deadline)
     }
 
     /// Wakes the waiters of [`Tiers::wait_idle`].
