@@ -12,6 +12,7 @@ mod opts;
 mod phantom;
 mod server;
 mod term;
+mod verify;
 mod warm;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Removes a scan's cache folder (only one that lodcache made)
     Clean(clean::CleanArgs),
+    /// Checks a scan's sources by their content and drops cached slices made from changed ones
+    Verify(verify::VerifyArgs),
     /// Writes a synthetic CT-like scan (16-bit TIFF slices) to try lodcache on
     Phantom(phantom::PhantomArgs),
     /// Benchmarks: lazy against eager (table) or the HTTP server under load (load)
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Warm(args) => warm::run(args),
         Command::Info(args) => info::run(args),
         Command::Clean(args) => clean::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Phantom(args) => phantom::run(args),
         Command::Bench(command) => bench::run(command),
     };

@@ -33,6 +33,15 @@ pub(crate) struct PyramidOpts {
     /// Memory budget of compressed slices, with a unit (512M, 2G) [default: 512M]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) memory: Option<u64>,
+    /// Memory that decoding slices may take at once, process-wide, with a unit (1G); a slice
+    /// needing more is refused, naming the file [default: a quarter of RAM, 256M to 4G]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) decode_budget: Option<u64>,
+    /// Also fingerprint every source slice by its whole content (reads every source file when
+    /// the scan opens): catches a slice rewritten with the same size and time. Switching it on
+    /// for an existing cache folder rebuilds it once
+    #[arg(long)]
+    pub(crate) content_check: bool,
 }
 
 impl PyramidOpts {
@@ -45,9 +54,14 @@ impl PyramidOpts {
         decode_threads: Option<usize>,
         pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     ) -> Result<Pyramid, String> {
+        if let Some(bytes) = self.decode_budget {
+            lodcache::set_decode_budget(bytes)
+                .map_err(|e| format!("--decode-budget: {}", clean(&e.to_string())))?;
+        }
         let mut builder = Pyramid::builder(scan)
             .with_edge(edge)
-            .with_disk_cache(!self.no_cache);
+            .with_disk_cache(!self.no_cache)
+            .with_content_check(self.content_check);
         if let Some(dir) = &self.cache {
             builder = builder.with_cache_dir(dir);
         }

@@ -22,6 +22,7 @@ fn help_on_every_level_exits_0() {
         &["warm", "--help"],
         &["info", "--help"],
         &["clean", "--help"],
+        &["verify", "--help"],
         &["phantom", "--help"],
         &["bench", "--help"],
         &["bench", "table", "--help"],
@@ -458,4 +459,47 @@ fn ctrl_c_stops_an_export_with_130_and_leaves_out_as_it_was() {
         return;
     }
     panic!("every export finished before Ctrl-C reached it");
+}
+
+/// Rewrites source slice `z` of `scan` in place with other pixels of the same size, and puts
+/// its modification time back: what `cp -p` over it or `rsync -t` leave.
+fn rewrite_in_place_keeping_the_time(scan: &Path, z: u32, seed: u64) {
+    let path = scan.join(Phantom::file_name(z));
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    Phantom::new(64, 48, z + 1)
+        .with_seed(seed)
+        .write(other.path())
+        .unwrap();
+    let bytes = std::fs::read(other.path().join(Phantom::file_name(z))).unwrap();
+    assert_eq!(bytes.len() as u64, std::fs::metadata(&path).unwrap().len());
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all(&bytes).unwrap();
+    f.set_modified(modified).unwrap();
+}
+
+#[test]
+fn verify_drops_what_a_same_size_same_time_rewrite_made_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = tmp.path().join("scan");
+    Phantom::new(64, 48, 16).write(&scan).unwrap();
+    let s = arg(&scan);
+    // The first verify records the contents (and, having no record to compare with, rebuilds).
+    let (out, stdout, stderr) = run(&["warm", s, "--edge", "8", "--content-check"]);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (out, stdout, stderr) = run(&["verify", s, "--edge", "8"]);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("0 cached slices dropped"), "{stdout}");
+    rewrite_in_place_keeping_the_time(&scan, 5, 77);
+    // Without the content check nothing is seen; with it, the dependents of slice 5 (one per
+    // level the cache holds: 1, 2, 3) are dropped.
+    let (out, stdout, stderr) = run(&["verify", s, "--edge", "8"]);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("16 source slices hashed"), "{stdout}");
+    assert!(stdout.contains("3 cached slices dropped"), "{stdout}");
+    // The decode budget reaches the library (which refuses 0, naming the option).
+    let (out, _, stderr) = run(&["info", s, "--decode-budget", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--decode-budget"), "{stderr}");
 }
