@@ -244,9 +244,12 @@ fn check_out(out: &Path, wanted: &[u32]) -> Result<()> {
         Err(e) => return Err(Error::io("reading", out, e)),
     };
     if !meta.is_dir() {
-        return Err(Error::invalid(
-            "export folder",
-            format!("{out:?} exists and is not a folder"),
+        // An I/O error (ENOTDIR), as creating a folder there would have given: bindings map it
+        // to their OS error (Python's `NotADirectoryError`).
+        return Err(Error::io(
+            "using as the export folder (it exists and is not a folder)",
+            out,
+            not_a_directory(),
         ));
     }
     let marked = std::fs::symlink_metadata(out.join(EXPORT_MARKER)).is_ok_and(|m| m.is_file());
@@ -299,6 +302,14 @@ fn check_out(out: &Path, wanted: &[u32]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// ENOTDIR where there is an errno (so bindings can map it), the portable kind elsewhere.
+fn not_a_directory() -> std::io::Error {
+    #[cfg(unix)]
+    return std::io::Error::from_raw_os_error(rustix::io::Errno::NOTDIR.raw_os_error());
+    #[cfg(not(unix))]
+    return std::io::Error::from(std::io::ErrorKind::NotADirectory);
 }
 
 fn not_an_export(out: &Path, found: &Path) -> Error {
