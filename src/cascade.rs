@@ -25,6 +25,9 @@ use crate::kernel::reduce_slices_here;
 use crate::slice::Slice;
 use crate::source::{BAND_BYTES, Band, Stack, StackReader};
 
+mod with_source;
+pub(crate) use with_source::{Returned, stream_with_source};
+
 /// Makes level-1 slices straight from pairs of source files, reusing its buffers: one per
 /// thread.
 ///

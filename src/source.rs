@@ -104,6 +104,8 @@ pub struct Stack {
     gaps: Vec<RangeInclusive<u64>>,
     info: SliceInfo,
     max_slice_bytes: u64,
+    /// The voxel size the stack's files say, read when it was opened.
+    voxel: Option<crate::voxel::VoxelSize>,
 }
 
 impl Stack {
@@ -132,7 +134,9 @@ impl Stack {
     fn from_found(dir: &Path, found: discover::Found) -> Result<Stack> {
         let first = &found.files[0].path;
         let info = SliceDecoder::new(DEFAULT_MAX_SLICE_BYTES).probe(first)?;
+        let voxel = crate::voxel::detect(dir, first);
         Ok(Stack {
+            voxel,
             dir: dir.to_path_buf(),
             prefix: found.prefix,
             extension: found.extension,
@@ -185,6 +189,13 @@ impl Stack {
     /// Missing slice numbers, as inclusive ranges, in order.
     pub fn gaps(&self) -> &[RangeInclusive<u64>] {
         &self.gaps
+    }
+
+    /// The physical voxel size the stack's files give (a scanner log beside the slices, the
+    /// first slice's ImageJ description or TIFF resolution tags; see [`crate::VoxelSize`]),
+    /// read when the stack was opened; `None` when they say nothing.
+    pub fn voxel_size(&self) -> Option<crate::voxel::VoxelSize> {
+        self.voxel.clone()
     }
 
     /// Size and sample type of every slice (those of the first).

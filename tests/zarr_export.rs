@@ -1,0 +1,318 @@
+//! OME-Zarr export: every level of phantoms of odd sizes and depths, in both Zarr versions,
+//! with every compression, chunk shapes that do not divide the levels and sharding, read back
+//! by an independent reader (tests/zarr_support) and compared with the naive pyramid; the
+//! metadata of the written store; a failed export leaves OUT as it was; an OUT that is not an
+//! earlier export is refused.
+
+mod common;
+mod zarr_support;
+
+use std::path::Path;
+
+use common::{Volume, phantom_volume, tree};
+use lodcache::zarr::{ChunkShape, Compression, OmeZarrOptions, ZarrVersion, export_ome_zarr};
+use lodcache::{LevelRule, Phantom, SampleType, Stack};
+
+fn options(
+    version: ZarrVersion,
+    chunk: ChunkShape,
+    compression: Compression,
+    edge: u32,
+) -> OmeZarrOptions {
+    OmeZarrOptions {
+        version,
+        chunk,
+        compression,
+        rule: LevelRule::default().with_edge(edge),
+        ..OmeZarrOptions::default()
+    }
+}
+
+fn check_store(store: &Path, naive: &[Volume]) {
+    for (n, want) in naive.iter().enumerate() {
+        let (w, h, slices) = zarr_support::read_level(store, n as u32);
+        assert_eq!((w, h), (want.width, want.height), "level {n} size");
+        assert!(
+            slices == want.slices,
+            "level {n} differs from the naive pyramid"
+        );
+    }
+}
+
+#[test]
+fn every_level_of_odd_phantoms_in_both_versions_and_every_compression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (Phantom::new(75, 53, 9), ChunkShape::new(1, 16, 16)),
+        (Phantom::new(75, 53, 9), ChunkShape::new(4, 16, 32)),
+        (
+            Phantom::new(66, 41, 13).with_sample_type(SampleType::U8),
+            ChunkShape::new(3, 7, 64),
+        ),
+        (Phantom::new(40, 40, 1), ChunkShape::new(2, 512, 512)),
+    ];
+    for (i, (p, chunk)) in cases.iter().enumerate() {
+        let scan = tmp.path().join(format!("scan{i}"));
+        p.write(&scan).unwrap();
+        let naive = phantom_volume(p).pyramid(16);
+        let stack = Stack::open(&scan).unwrap();
+        for version in [ZarrVersion::V2, ZarrVersion::V3] {
+            for compression in [
+                Compression::BloscLz4,
+                Compression::zstd(),
+                Compression::None,
+            ] {
+                let out = tmp.path().join(format!(
+                    "out{i}-{version:?}-{}.ome.zarr",
+                    compression.name()
+                ));
+                let report =
+                    export_ome_zarr(&stack, &out, &options(version, *chunk, compression, 16))
+                        .unwrap();
+                assert_eq!(report.levels.len(), naive.len());
+                check_store(&out, &naive);
+                // Level 0 is the source: every source slice was read once.
+                assert_eq!(report.stream.source_slices, u64::from(p.depth()));
+            }
+        }
+    }
+}
+
+#[test]
+fn sharded_v3_store_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Phantom::new(90, 70, 11);
+    let scan = tmp.path().join("scan");
+    p.write(&scan).unwrap();
+    let naive = phantom_volume(&p).pyramid(16);
+    let stack = Stack::open(&scan).unwrap();
+    for compression in [Compression::BloscLz4, Compression::None] {
+        let out = tmp
+            .path()
+            .join(format!("sharded-{}.ome.zarr", compression.name()));
+        let mut o = options(ZarrVersion::V3, ChunkShape::new(2, 16, 16), compression, 16);
+        o.shard = Some(ChunkShape::new(4, 32, 48));
+        export_ome_zarr(&stack, &out, &o).unwrap();
+        check_store(&out, &naive);
+        let a = zarr_support::json(&out.join("0/zarr.json"));
+        assert_eq!(
+            a["chunk_grid"]["configuration"]["chunk_shape"],
+            serde_json::json!([4, 32, 48])
+        );
+    }
+    // Shards need Zarr v3, and whole chunks.
+    let mut o = options(
+        ZarrVersion::V2,
+        ChunkShape::new(2, 16, 16),
+        Compression::None,
+        16,
+    );
+    o.shard = Some(ChunkShape::new(4, 32, 32));
+    let e = export_ome_zarr(&stack, &tmp.path().join("x"), &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("v3"), "{e}");
+    let mut o = options(
+        ZarrVersion::V3,
+        ChunkShape::new(2, 16, 16),
+        Compression::None,
+        16,
+    );
+    o.shard = Some(ChunkShape::new(3, 32, 32));
+    let e = export_ome_zarr(&stack, &tmp.path().join("x"), &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("multiple"), "{e}");
+    assert!(!tmp.path().join("x").exists());
+}
+
+#[test]
+fn metadata_of_the_written_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Phantom::new(75, 53, 9);
+    let scan = tmp.path().join("scan");
+    p.write(&scan).unwrap();
+    let stack = Stack::open(&scan).unwrap();
+    let mut o = options(
+        ZarrVersion::V2,
+        ChunkShape::default(),
+        Compression::BloscLz4,
+        16,
+    );
+    o.voxel_size = Some(lodcache::VoxelSize::user([2.0, 2.0, 3.0]).unwrap());
+    let out = tmp.path().join("v2.ome.zarr");
+    let report = export_ome_zarr(&stack, &out, &o).unwrap();
+    assert_eq!(
+        zarr_support::json(&out.join(".zgroup")),
+        serde_json::json!({"zarr_format": 2})
+    );
+    let attrs = zarr_support::json(&out.join(".zattrs"));
+    let ms = &attrs["multiscales"][0];
+    assert_eq!(ms["version"], "0.4");
+    assert_eq!(ms["type"], "mean");
+    assert_eq!(
+        ms["axes"][0],
+        serde_json::json!({"name": "z", "type": "space", "unit": "micrometer"})
+    );
+    let ds = ms["datasets"].as_array().unwrap();
+    assert_eq!(ds.len(), 4);
+    assert_eq!(ds[2]["path"], "2");
+    assert_eq!(
+        ds[2]["coordinateTransformations"][0]["scale"],
+        serde_json::json!([12.0, 8.0, 8.0])
+    );
+    assert_eq!(
+        ds[2]["coordinateTransformations"][1]["translation"],
+        serde_json::json!([4.5, 3.0, 3.0])
+    );
+    let window = report.window.unwrap();
+    assert_eq!(
+        attrs["omero"]["channels"][0]["window"]["start"],
+        window.start
+    );
+    assert_eq!(attrs["omero"]["channels"][0]["window"]["end"], window.end);
+    let a = zarr_support::json(&out.join("1/.zarray"));
+    assert_eq!(a["shape"], serde_json::json!([5, 26, 37]));
+    assert_eq!(a["chunks"], serde_json::json!([1, 26, 37]));
+    assert_eq!(a["dtype"], "<u2");
+    assert_eq!(a["compressor"]["id"], "blosc");
+    assert_eq!(a["compressor"]["cname"], "lz4");
+    assert_eq!(a["compressor"]["shuffle"], 1);
+    // Nothing but the store's files and lodcache's marker.
+    let files = tree(&out);
+    assert!(
+        files.iter().all(|f| f == ".zgroup"
+            || f == ".zattrs"
+            || f == ".lodcache-export.json"
+            || f.ends_with(".zarray")
+            || f.split('/').all(|p| p.bytes().all(|b| b.is_ascii_digit()))),
+        "{files:?}"
+    );
+}
+
+#[test]
+fn a_failed_export_leaves_out_as_it_was_and_foreign_folders_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Phantom::new(75, 53, 9);
+    let scan = tmp.path().join("scan");
+    p.write(&scan).unwrap();
+    let stack = Stack::open(&scan).unwrap();
+    let out = tmp.path().join("out.ome.zarr");
+    let o = options(
+        ZarrVersion::V3,
+        ChunkShape::new(2, 16, 16),
+        Compression::zstd(),
+        16,
+    );
+    export_ome_zarr(&stack, &out, &o).unwrap();
+    let before: Vec<(String, Vec<u8>)> = tree(&out)
+        .into_iter()
+        .map(|f| (f.clone(), std::fs::read(out.join(&f)).unwrap()))
+        .collect();
+    // A second export in another version fails half way: the first store is untouched, and
+    // no staging folder is left beside it.
+    let o2 = options(
+        ZarrVersion::V2,
+        ChunkShape::new(1, 8, 8),
+        Compression::None,
+        16,
+    );
+    for after in [1, 5, 9] {
+        let e = lodcache::zarr::export_ome_zarr_failing_after(&stack, &out, &o2, after)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("injected"), "{e}");
+        let now: Vec<(String, Vec<u8>)> = tree(&out)
+            .into_iter()
+            .map(|f| (f.clone(), std::fs::read(out.join(&f)).unwrap()))
+            .collect();
+        assert!(
+            now == before,
+            "OUT changed after a failure after {after} slices"
+        );
+        let siblings: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            siblings.iter().all(|s| !s.contains("staging")),
+            "{siblings:?}"
+        );
+    }
+    // A successful one replaces it whole.
+    export_ome_zarr(&stack, &out, &o2).unwrap();
+    assert!(out.join(".zgroup").exists() && !out.join("zarr.json").exists());
+    check_store(&out, &phantom_volume(&p).pyramid(16));
+
+    // A folder that is not an export, or a file, is refused before anything is written.
+    let foreign = tmp.path().join("mine");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"keep me").unwrap();
+    let e = export_ome_zarr(&stack, &foreign, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not empty") && e.contains("notes.txt"), "{e}");
+    assert_eq!(tree(&foreign), ["notes.txt"]);
+    let file = tmp.path().join("file.ome.zarr");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(export_ome_zarr(&stack, &file, &o).is_err());
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+    // A CTHarvester export is not an OME-Zarr export either.
+    let cth = tmp.path().join("cth");
+    stack_export_ctharvester(&stack, &cth);
+    let e = export_ome_zarr(&stack, &cth, &o).unwrap_err().to_string();
+    assert!(e.contains("not an earlier lodcache OME-Zarr export"), "{e}");
+    // An empty folder is fine.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    export_ome_zarr(&stack, &empty, &o).unwrap();
+    assert!(empty.join("zarr.json").exists());
+}
+
+fn stack_export_ctharvester(stack: &Stack, out: &Path) {
+    lodcache::export_ctharvester(
+        stack,
+        out,
+        &lodcache::ExportOptions {
+            rule: LevelRule::default().with_edge(16),
+            ..lodcache::ExportOptions::default()
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn pyramid_export_reports_progress_and_cancels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Phantom::new(75, 53, 9);
+    let scan = tmp.path().join("scan");
+    p.write(&scan).unwrap();
+    let pyr = lodcache::Pyramid::builder(&scan)
+        .with_edge(16)
+        .with_disk_cache(false)
+        .with_voxel_size([1.5, 1.5, 4.0])
+        .build()
+        .unwrap();
+    let out = tmp.path().join("p.ome.zarr");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let progress = |pr: lodcache::Progress| seen.lock().unwrap().push((pr.done, pr.total));
+    let report = pyr
+        .request()
+        .with_progress(&progress)
+        .export_ome_zarr(&out, &OmeZarrOptions::default())
+        .unwrap();
+    assert_eq!(report.voxel_size.unwrap().z, 4.0);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.last(), Some(&(9, 9)));
+    check_store(&out, &phantom_volume(&p).pyramid(16));
+    let cancel = lodcache::Cancel::new();
+    cancel.cancel();
+    let out2 = tmp.path().join("c.ome.zarr");
+    let e = pyr
+        .request()
+        .with_cancel(&cancel)
+        .export_ome_zarr(&out2, &OmeZarrOptions::default())
+        .unwrap_err();
+    assert!(matches!(e, lodcache::Error::Cancelled), "{e}");
+    assert!(!out2.exists());
+}
