@@ -99,7 +99,7 @@ pub use pyramid::{
 pub use slice::{Pixels, Sample, SampleType, Slice};
 pub use source::{
     DECODE_OVERHEAD, DEFAULT_MAX_SLICE_BYTES, DecodeBudgetStats, DecodeReservation,
-    MAX_DEFAULT_DECODE_BUDGET, MIN_DEFAULT_DECODE_BUDGET, SliceInfo, SourceFile, Stack,
+    MAX_DEFAULT_DECODE_BUDGET, MIN_DEFAULT_DECODE_BUDGET, Page, SliceInfo, SourceFile, Stack,
     StackPattern, StackReader, decode_budget, decode_budget_stats, default_decode_budget,
     reserve_decode_memory, set_decode_budget,
 };

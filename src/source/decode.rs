@@ -73,6 +73,8 @@ struct TiffHeader {
 #[derive(Debug)]
 pub(crate) struct SliceDecoder {
     max_slice_bytes: u64,
+    /// The directory offset of the page to read, for a page of a multi-page TIFF.
+    page_ifd: Option<u64>,
     bytes_read: u64,
     /// Length of the file being decoded.
     file_len: u64,
@@ -165,6 +167,7 @@ impl SliceDecoder {
     pub(crate) fn new(max_slice_bytes: u64) -> Self {
         SliceDecoder {
             max_slice_bytes,
+            page_ifd: None,
             bytes_read: 0,
             file_len: 0,
         }
@@ -172,6 +175,12 @@ impl SliceDecoder {
 
     pub(crate) fn bytes_read(&self) -> u64 {
         self.bytes_read
+    }
+
+    /// Reads the page whose directory is at `ifd` in the files that follow (a page of a
+    /// multi-page TIFF), or the first image (`None`).
+    pub(crate) fn set_page(&mut self, ifd: Option<u64>) {
+        self.page_ifd = ifd;
     }
 
     /// Reads the header of `path`: size and sample type after conversion.
@@ -315,7 +324,28 @@ impl SliceDecoder {
         let head = input
             .fill_buf()
             .map_err(|e| Error::io("reading", path, e))?;
-        let format = sniff(path, &head[..head.len().min(8)])?;
+        let mut header = [0u8; 8];
+        let n = head.len().min(8);
+        header[..n].copy_from_slice(&head[..n]);
+        let format = sniff(path, &header[..n])?;
+        if let Some(ifd) = self.page_ifd {
+            // A page of a multi-page TIFF: its directory offset goes where the header points
+            // at the first directory, and the page reads as the file's first image.
+            let bad = || Error::decode(path, "not a TIFF any more (read as a multi-page TIFF)");
+            match header {
+                [b'I', b'I', 42, 0, ..] => {
+                    let ifd = u32::try_from(ifd).map_err(|_| bad())?;
+                    input.set_patch(4, &ifd.to_le_bytes());
+                }
+                [b'M', b'M', 0, 42, ..] => {
+                    let ifd = u32::try_from(ifd).map_err(|_| bad())?;
+                    input.set_patch(4, &ifd.to_be_bytes());
+                }
+                [b'I', b'I', 43, 0, ..] => input.set_patch(8, &ifd.to_le_bytes()),
+                [b'M', b'M', 0, 43, ..] => input.set_patch(8, &ifd.to_be_bytes()),
+                _ => return Err(bad()),
+            }
+        }
         Ok((input, format))
     }
 
