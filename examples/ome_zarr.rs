@@ -75,6 +75,14 @@ fn run() -> Result<(), String> {
         r.voxel_size.map(|v| [v.x, v.y, v.z]),
         r.window.map(|w| (w.start, w.end)),
     );
+    let s = &r.stream;
+    println!(
+        "  stream: waited for sources {:.2} s, kernel {:.2} s, in the sink (cutting, \
+         compressing, queueing for the writer) {:.2} s",
+        s.waited.as_secs_f64(),
+        s.kernel.as_secs_f64(),
+        s.sink.as_secs_f64()
+    );
     if let Some(dir) = cth {
         let stack = Stack::open(stack).map_err(|e| e.to_string())?;
         let rule = LevelRule::default().with_edge(edge);

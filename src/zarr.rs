@@ -729,10 +729,18 @@ impl ZarrLayout {
         slices: &[&Slice],
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let mut raw = Vec::new();
-        self.raw_chunk(level, index, slices, true, &mut raw)?;
-        self.compression
-            .encode(&raw, self.sample_type().bytes(), out)
+        if self.compression == Compression::None {
+            return self.raw_chunk(level, index, slices, true, out);
+        }
+        // The uncompressed chunk goes through a buffer kept per thread: a fresh one per chunk
+        // costs a page fault per 4 KiB (on the development VM, fresh memory cost more than
+        // compressing it).
+        RAW.with(|raw| {
+            let mut raw = raw.borrow_mut();
+            self.raw_chunk(level, index, slices, true, &mut raw)?;
+            self.compression
+                .encode(&raw, self.sample_type().bytes(), out)
+        })
     }
 
     /// The bytes of precomputed chunk `index` (`z, y, x` in chunks) of `level`: cut at the
@@ -826,6 +834,11 @@ impl ZarrLayout {
         }
         Ok(())
     }
+}
+
+thread_local! {
+    /// The uncompressed chunk being encoded on this thread.
+    static RAW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn round_up(n: u32, to: u32) -> u32 {

@@ -274,6 +274,29 @@ struct Row {
 /// What the writer thread is given: a path relative to the store, and its bytes.
 type Job = (PathBuf, Vec<u8>);
 
+/// Encoded-chunk buffers going back from the writer to the encoders: reused, so that the
+/// export touches fresh memory only for the buffers in flight (on the development VM, a fresh
+/// buffer per chunk cost more system time than writing the files).
+#[derive(Debug, Default)]
+struct Buffers(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Buffers {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn put(&self, buf: Vec<u8>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(buf);
+    }
+}
+
 fn write_store(
     stack: &Stack,
     staging: &Path,
@@ -298,6 +321,8 @@ fn write_store(
     let mut held = 0u64;
     let mut peak_held = 0u64;
     let mut raw_bytes = 0u64;
+    let buffers = Buffers::default();
+    let buffers = &buffers;
 
     let (stream, (files, bytes)) = std::thread::scope(|scope| {
         let (to_writer, jobs) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
@@ -315,6 +340,7 @@ fn write_store(
                 std::fs::write(&path, &buf).map_err(|e| Error::io("writing", &path, e))?;
                 files += 1;
                 bytes += buf.len() as u64;
+                buffers.put(buf);
             }
             Ok((files, bytes))
         });
@@ -335,7 +361,8 @@ fn write_store(
             let complete = row.slices.len() as u32 == file_z.min(l.info.depth - first);
             if complete {
                 let iz = first / file_z;
-                let encode = || encode_row(layout, version, level, iz, &row.slices, &to_writer);
+                let encode =
+                    || encode_row(layout, version, level, iz, &row.slices, &to_writer, buffers);
                 raw_bytes += match hooks.pool {
                     Some(pool) => pool.install(encode)?,
                     None => encode()?,
@@ -401,6 +428,7 @@ fn encode_row(
     iz: u32,
     slices: &[Arc<Slice>],
     to_writer: &mpsc::SyncSender<Job>,
+    buffers: &Buffers,
 ) -> Result<u64> {
     let l = *layout.level(level)?;
     let [_, gy, gx] = l.file_grid();
@@ -409,7 +437,7 @@ fn encode_row(
     let files: Vec<(u32, u32)> = (0..gy).flat_map(|y| (0..gx).map(move |x| (y, x))).collect();
     files.par_iter().try_for_each(|&(iy, ix)| -> Result<()> {
         let index = [iz, iy, ix];
-        let mut buf = Vec::new();
+        let mut buf = buffers.take();
         match l.shard {
             None => layout.encode_chunk(level, index, &refs, &mut buf)?,
             Some(_) => encode_shard(layout, level, index, &refs, &mut buf)?,
