@@ -839,7 +839,8 @@ impl Pyramid {
             })
             .sum();
         let before = self.stats();
-        let (files, bytes) = export::write_ctharvester(out, &wanted, |sink| {
+        let voxel = self.inner.voxel.clone();
+        let (files, bytes) = export::write_ctharvester(out, &wanted, voxel.as_ref(), |sink| {
             self.each_slice(ctx, &wanted, &mut |level, z, slice| sink(level, z, slice))
         })?;
         let after = self.stats();
