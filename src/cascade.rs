@@ -257,6 +257,23 @@ impl Cascade {
         }
     }
 
+    /// Gives a buffer of `level` back for the cascade's reuse.
+    pub(crate) fn give_spare(&mut self, level: usize, slice: Slice) {
+        if let Some(spare) = self.spare.get_mut(level) {
+            spare.push(slice);
+        }
+    }
+
+    /// Slices produced so far, per level.
+    pub(crate) fn produced(&self) -> &[u64] {
+        &self.produced
+    }
+
+    /// Buffers allocated by the cascade so far.
+    pub(crate) fn allocated(&self) -> usize {
+        self.allocated
+    }
+
     /// Takes the next slice of `level` (< top); pairs it with the pending one.
     fn feed(
         &mut self,

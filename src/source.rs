@@ -17,7 +17,7 @@ pub use budget::{
     reserve_decode_memory, set_decode_budget,
 };
 pub(crate) use decode::SliceDecoder;
-pub(crate) use rows::{BAND_BYTES, Band};
+pub(crate) use rows::{BAND_BYTES, Band, Rows as SliceRows};
 
 use crate::error::{Error, Result};
 use crate::geometry::{LevelInfo, LevelRule};

@@ -22,6 +22,7 @@
 //! - The `omero` block's window is the 0.5 and 99.5 percentiles of the coarsest level
 //!   ([`Window::of_volume`]).
 
+mod banded;
 mod compress;
 pub(crate) mod export;
 mod keys;
@@ -743,6 +744,25 @@ impl ZarrLayout {
         })
     }
 
+    /// [`ZarrLayout::encode_chunk`] from `rows(z, y)` (see [`ZarrLayout::raw_chunk_rows`]).
+    pub(crate) fn encode_chunk_rows(
+        &self,
+        level: u32,
+        index: [u32; 3],
+        rows: &RowFn<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        if self.compression == Compression::None {
+            return self.raw_chunk_rows(level, index, rows, true, out);
+        }
+        RAW.with(|raw| {
+            let mut raw = raw.borrow_mut();
+            self.raw_chunk_rows(level, index, rows, true, &mut raw)?;
+            self.compression
+                .encode(&raw, self.sample_type().bytes(), out)
+        })
+    }
+
     /// The bytes of precomputed chunk `index` (`z, y, x` in chunks) of `level`: cut at the
     /// volume's edge, raw little-endian samples with x fastest, then y, then z, into `out`
     /// (cleared first). `slices` as for [`ZarrLayout::encode_chunk`].
@@ -770,7 +790,7 @@ impl ZarrLayout {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let l = self.level(level)?;
-        let [zr, yr, xr] = l.chunk_ranges(index).ok_or_else(|| {
+        let [zr, _, _] = l.chunk_ranges(index).ok_or_else(|| {
             let [gz, gy, gx] = l.grid();
             Error::invalid(
                 "chunk index",
@@ -808,7 +828,29 @@ impl ZarrLayout {
                 ));
             }
         }
-        let size = info.sample_type.bytes();
+        let src_row = info.width as usize * info.sample_type.bytes();
+        let rows = |z: u32, y: u32| -> &[u8] {
+            let bytes = slices[(z - zr.start) as usize].pixels().as_bytes();
+            &bytes[y as usize * src_row..][..src_row]
+        };
+        self.raw_chunk_rows(level, index, &rows, full, out)
+    }
+
+    /// [`ZarrLayout::raw_chunk`] from `rows(z, y)`, row `y` of slice `z` of the level (every
+    /// row the chunk covers must be given; nothing is checked).
+    pub(crate) fn raw_chunk_rows(
+        &self,
+        level: u32,
+        index: [u32; 3],
+        rows: &RowFn<'_>,
+        full: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let l = self.level(level)?;
+        let [zr, yr, xr] = l
+            .chunk_ranges(index)
+            .ok_or_else(|| Error::invalid("chunk index", format!("{index:?} at level {level}")))?;
+        let size = l.info.sample_type.bytes();
         let (cz, cy, cx) = if full {
             (l.chunk.z as usize, l.chunk.y as usize, l.chunk.x as usize)
         } else {
@@ -817,13 +859,11 @@ impl ZarrLayout {
         out.clear();
         out.resize(cz * cy * cx * size, 0);
         let row = xr.len() * size;
-        let src_row = info.width as usize * size;
-        for (dz, s) in slices.iter().enumerate() {
-            let src = s.pixels().as_bytes();
+        for (dz, z) in zr.enumerate() {
             for (dy, y) in yr.clone().enumerate() {
-                let from = y as usize * src_row + xr.start as usize * size;
+                let src = &rows(z, y)[xr.start as usize * size..][..row];
                 let to = ((dz * cy + dy) * cx) * size;
-                out[to..to + row].copy_from_slice(&src[from..from + row]);
+                out[to..to + row].copy_from_slice(src);
             }
         }
         if cfg!(target_endian = "big") && size > 1 {
@@ -835,6 +875,9 @@ impl ZarrLayout {
         Ok(())
     }
 }
+
+/// Row `y` of slice `z` of a level, as bytes (the whole row).
+pub(crate) type RowFn<'a> = dyn Fn(u32, u32) -> &'a [u8] + Sync + 'a;
 
 thread_local! {
     /// The uncompressed chunk being encoded on this thread.

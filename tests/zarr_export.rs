@@ -316,3 +316,60 @@ fn pyramid_export_reports_progress_and_cancels() {
     assert!(matches!(e, lodcache::Error::Cancelled), "{e}");
     assert!(!out2.exists());
 }
+
+#[test]
+fn deep_chunks_hold_bands_not_slabs_and_mixed_sources_still_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Phantom::new(130, 97, 21);
+    let scan = tmp.path().join("scan");
+    p.write(&scan).unwrap();
+    let naive = phantom_volume(&p).pyramid(16);
+    let chunk = ChunkShape::new(8, 32, 32);
+    let o = options(ZarrVersion::V3, chunk, Compression::BloscLz4, 16);
+    let stack = Stack::open(&scan).unwrap();
+    let report = export_ome_zarr(&stack, &tmp.path().join("a.ome.zarr"), &o).unwrap();
+    check_store(&tmp.path().join("a.ome.zarr"), &naive);
+    // Level 0 is read by bands: what is held at once is less than one row of level-0 chunks
+    // (8 source slices), let alone the rows of every level.
+    let slice0 = 130 * 97 * 2;
+    assert!(
+        report.peak_held_bytes < 8 * slice0,
+        "held {} bytes, a slab of level 0 is {}",
+        report.peak_held_bytes,
+        8 * slice0
+    );
+    // A slice that cannot be read by rows (LZW-compressed) among plain ones.
+    let name = scan.join(Phantom::file_name(5));
+    let s = p.slice(5);
+    let file = std::fs::File::create(&name).unwrap();
+    let mut enc = tiff::encoder::TiffEncoder::new(file)
+        .unwrap()
+        .with_compression(tiff::encoder::Compression::Lzw);
+    let lodcache::Pixels::U16(v) = s.pixels() else {
+        unreachable!()
+    };
+    enc.write_image::<tiff::encoder::colortype::Gray16>(130, 97, v)
+        .unwrap();
+    let stack = Stack::open(&scan).unwrap();
+    export_ome_zarr(&stack, &tmp.path().join("b.ome.zarr"), &o).unwrap();
+    check_store(&tmp.path().join("b.ome.zarr"), &naive);
+    // A multi-page TIFF of the same slices.
+    let pages = tmp.path().join("pages.tif");
+    let file = std::fs::File::create(&pages).unwrap();
+    let mut enc = tiff::encoder::TiffEncoder::new(file).unwrap();
+    for z in 0..p.depth() {
+        let s = p.slice(z);
+        let lodcache::Pixels::U16(v) = s.pixels() else {
+            unreachable!()
+        };
+        enc.write_image::<tiff::encoder::colortype::Gray16>(130, 97, v)
+            .unwrap();
+    }
+    drop(enc);
+    let stack = Stack::open(&pages).unwrap();
+    let mut o2 = o.clone();
+    o2.version = ZarrVersion::V2;
+    o2.chunk = ChunkShape::new(3, 7, 50);
+    export_ome_zarr(&stack, &tmp.path().join("c.ome.zarr"), &o2).unwrap();
+    check_store(&tmp.path().join("c.ome.zarr"), &naive);
+}

@@ -19,7 +19,7 @@ use std::sync::{Arc, mpsc};
 
 use rayon::prelude::*;
 
-use super::{ChunkShape, Compression, Window, ZarrLayout, ZarrVersion};
+use super::{ChunkShape, Compression, RowFn, Window, ZarrLayout, ZarrVersion};
 use crate::cascade::{Returned, StreamOptions, StreamStats, stream_with_source};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -297,6 +297,133 @@ impl Buffers {
     }
 }
 
+/// Receives every slice of every level and writes rows of chunks as they complete.
+pub(super) struct Sinker<'a, 'h> {
+    pub(super) layout: &'a ZarrLayout,
+    version: ZarrVersion,
+    to_writer: mpsc::SyncSender<Job>,
+    buffers: &'a Buffers,
+    hooks: &'a Hooks<'h>,
+    pub(super) returned: &'a Returned,
+    rows: Vec<Row>,
+    coarsest: u32,
+    coarse: Vec<u8>,
+    pub(super) held: u64,
+    pub(super) peak_held: u64,
+    raw_bytes: u64,
+    sources_done: u32,
+    depth: u32,
+}
+
+impl Sinker<'_, '_> {
+    /// Takes slice `z` of `level`; writes its row of chunks when it completes it.
+    pub(super) fn take(&mut self, level: u32, z: u32, slice: &Arc<Slice>) -> Result<()> {
+        (self.hooks.check)()?;
+        let l = *self.layout.level(level)?;
+        if level == self.coarsest {
+            self.coarse.extend_from_slice(slice.pixels().as_bytes());
+        }
+        let row = &mut self.rows[level as usize];
+        row.slices.push(Arc::clone(slice));
+        self.held += l.info.slice_bytes() as u64;
+        self.peak_held = self.peak_held.max(self.held);
+        let file_z = l.file_chunk().z;
+        let first = z - z % file_z;
+        if row.slices.len() as u32 == file_z.min(l.info.depth - first) {
+            let slices = std::mem::take(&mut row.slices);
+            let src_row = l.info.slice_bytes() / l.info.height as usize;
+            let rows = |z: u32, y: u32| -> &[u8] {
+                let bytes = slices[(z - first) as usize].pixels().as_bytes();
+                &bytes[y as usize * src_row..][..src_row]
+            };
+            self.write_row(level, first / file_z, &rows)?;
+            self.held -= (slices.len() * l.info.slice_bytes()) as u64;
+            let mut back = self.returned.borrow_mut();
+            for s in slices {
+                if let Ok(s) = Arc::try_unwrap(s) {
+                    back.push((level, s));
+                }
+            }
+        }
+        if level == 0 {
+            self.sources(1)?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` source slices written: progress, and a test's injected failure.
+    pub(super) fn sources(&mut self, n: u32) -> Result<()> {
+        let before = self.sources_done;
+        self.sources_done += n;
+        (self.hooks.progress)(u64::from(self.sources_done), u64::from(self.depth));
+        #[cfg(any(test, feature = "test-utils"))]
+        if let Some(after) = self.hooks.fail_after
+            && before < after
+            && self.sources_done >= after
+        {
+            return Err(Error::internal(
+                "export",
+                "failure injected by a test after writing some chunks",
+            ));
+        }
+        let _ = before;
+        Ok(())
+    }
+
+    /// Writes the files of row `iz` of `level` whose rows `rows` gives, for file rows `ys`
+    /// (all of them: `None`).
+    fn write_row(&mut self, level: u32, iz: u32, rows: &RowFn<'_>) -> Result<()> {
+        let l = *self.layout.level(level)?;
+        let [_, gy, _] = l.file_grid();
+        self.write_files(level, iz, 0..gy, rows)
+    }
+
+    /// Cuts, compresses and hands to the writer the files of file rows `ys` of row `iz` of
+    /// `level`, on the rayon pool.
+    pub(super) fn write_files(
+        &mut self,
+        level: u32,
+        iz: u32,
+        ys: std::ops::Range<u32>,
+        rows: &RowFn<'_>,
+    ) -> Result<()> {
+        (self.hooks.check)()?;
+        let l = *self.layout.level(level)?;
+        let [_, _, gx] = l.file_grid();
+        let (layout, version, buffers) = (self.layout, self.version, self.buffers);
+        let to_writer = &self.to_writer;
+        let files: Vec<(u32, u32)> = ys
+            .clone()
+            .flat_map(|y| (0..gx).map(move |x| (y, x)))
+            .collect();
+        let encode = || {
+            files.par_iter().try_for_each(|&(iy, ix)| -> Result<()> {
+                let index = [iz, iy, ix];
+                let mut buf = buffers.take();
+                match l.shard {
+                    None => layout.encode_chunk_rows(level, index, rows, &mut buf)?,
+                    Some(_) => encode_shard_rows(layout, level, index, rows, &mut buf)?,
+                }
+                let key = match version {
+                    ZarrVersion::V2 => ZarrLayout::chunk_key_v2(level, index),
+                    ZarrVersion::V3 => ZarrLayout::chunk_key_v3(level, index),
+                };
+                to_writer.send((PathBuf::from(key), buf)).map_err(|_| {
+                    Error::internal("export", "the writer thread stopped (its error follows)")
+                })
+            })
+        };
+        match self.hooks.pool {
+            Some(pool) => pool.install(encode)?,
+            None => encode()?,
+        }
+        let file = l.file_chunk();
+        let per_file = u64::from(file.z) * u64::from(file.y) * u64::from(file.x);
+        self.raw_bytes += files.len() as u64 * per_file * l.info.sample_type.bytes() as u64;
+        Ok(())
+    }
+}
+
 fn write_store(
     stack: &Stack,
     staging: &Path,
@@ -304,10 +431,7 @@ fn write_store(
     options: &OmeZarrOptions,
     hooks: &Hooks<'_>,
 ) -> Result<OmeZarrReport> {
-    let version = options.version;
     let n_levels = layout.levels().len();
-    let depth = stack.depth();
-    let coarsest = n_levels as u32 - 1;
     let mut stream_opts = StreamOptions {
         rule: options.rule,
         ..StreamOptions::default()
@@ -316,15 +440,10 @@ fn write_store(
         stream_opts.decode_threads = t;
     }
     let returned = Returned::default();
-    let mut rows: Vec<Row> = (0..n_levels).map(|_| Row::default()).collect();
-    let mut coarse: Vec<u8> = Vec::new();
-    let mut held = 0u64;
-    let mut peak_held = 0u64;
-    let mut raw_bytes = 0u64;
     let buffers = Buffers::default();
     let buffers = &buffers;
 
-    let (stream, (files, bytes)) = std::thread::scope(|scope| {
+    let (stream, sinker, (files, bytes)) = std::thread::scope(|scope| {
         let (to_writer, jobs) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
         let writer = scope.spawn(move || -> Result<(u64, u64)> {
             let (mut files, mut bytes) = (0u64, 0u64);
@@ -344,63 +463,50 @@ fn write_store(
             }
             Ok((files, bytes))
         });
-        let mut sources_done = 0u32;
-        let total = u64::from(depth);
-        let streamed = stream_with_source(stack, &stream_opts, &returned, |level, z, slice| {
-            (hooks.check)()?;
-            let l = layout.level(level)?;
-            if level == coarsest {
-                coarse.extend_from_slice(slice.pixels().as_bytes());
-            }
-            let row = &mut rows[level as usize];
-            row.slices.push(Arc::clone(slice));
-            held += l.info.slice_bytes() as u64;
-            peak_held = peak_held.max(held);
-            let file_z = l.file_chunk().z;
-            let first = z - z % file_z;
-            let complete = row.slices.len() as u32 == file_z.min(l.info.depth - first);
-            if complete {
-                let iz = first / file_z;
-                let encode =
-                    || encode_row(layout, version, level, iz, &row.slices, &to_writer, buffers);
-                raw_bytes += match hooks.pool {
-                    Some(pool) => pool.install(encode)?,
-                    None => encode()?,
-                };
-                held -= (row.slices.len() * l.info.slice_bytes()) as u64;
-                let mut back = returned.borrow_mut();
-                for s in row.slices.drain(..) {
-                    if let Ok(s) = Arc::try_unwrap(s) {
-                        back.push((level, s));
-                    }
-                }
-            }
-            if level == 0 {
-                sources_done += 1;
-                (hooks.progress)(u64::from(sources_done), total);
-                #[cfg(any(test, feature = "test-utils"))]
-                if hooks.fail_after == Some(sources_done) {
-                    return Err(Error::internal(
-                        "export",
-                        "failure injected by a test after writing some chunks",
-                    ));
-                }
-            }
-            Ok(())
-        });
+        let mut sinker = Sinker {
+            layout,
+            version: options.version,
+            to_writer,
+            buffers,
+            hooks,
+            returned: &returned,
+            rows: (0..n_levels).map(|_| Row::default()).collect(),
+            coarsest: n_levels as u32 - 1,
+            coarse: Vec::new(),
+            held: 0,
+            peak_held: 0,
+            raw_bytes: 0,
+            sources_done: 0,
+            depth: stack.depth(),
+        };
+        let streamed = match super::banded::produce(stack, &stream_opts, &mut sinker) {
+            Ok(Some(stats)) => Ok(stats),
+            Ok(None) => stream_with_source(stack, &stream_opts, &returned, |level, z, slice| {
+                sinker.take(level, z, slice)
+            }),
+            Err(e) => Err(e),
+        };
+        let Sinker {
+            to_writer,
+            coarse,
+            peak_held,
+            raw_bytes,
+            ..
+        } = sinker;
         drop(to_writer);
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(Error::internal("export", "the writer thread panicked")));
         // A write error is the cause of a failed producer, so report it first.
         let counts = written?;
-        Ok::<_, Error>((streamed?, counts))
+        Ok::<_, Error>((streamed?, (coarse, peak_held, raw_bytes), counts))
     })?;
+    let (coarse, peak_held, raw_bytes) = sinker;
 
     let ty = stack.info().sample_type;
     let window = Window::of_volume(&pixels_of(ty, &coarse));
     let layout = layout.clone().with_window(window);
-    write_metadata(staging, &layout, version)?;
+    write_metadata(staging, &layout, options.version)?;
     Ok(OmeZarrReport {
         levels: layout.levels().iter().map(|l| l.info).collect(),
         files,
@@ -419,50 +525,15 @@ fn pixels_of(ty: crate::SampleType, bytes: &[u8]) -> Pixels {
     p
 }
 
-/// Cuts, compresses and hands to the writer every chunk (or shard) of row `iz` of `level`;
-/// returns the raw bytes they hold.
-fn encode_row(
-    layout: &ZarrLayout,
-    version: ZarrVersion,
-    level: u32,
-    iz: u32,
-    slices: &[Arc<Slice>],
-    to_writer: &mpsc::SyncSender<Job>,
-    buffers: &Buffers,
-) -> Result<u64> {
-    let l = *layout.level(level)?;
-    let [_, gy, gx] = l.file_grid();
-    let refs: Vec<&Slice> = slices.iter().map(|s| &**s).collect();
-    let typesize = l.info.sample_type.bytes();
-    let files: Vec<(u32, u32)> = (0..gy).flat_map(|y| (0..gx).map(move |x| (y, x))).collect();
-    files.par_iter().try_for_each(|&(iy, ix)| -> Result<()> {
-        let index = [iz, iy, ix];
-        let mut buf = buffers.take();
-        match l.shard {
-            None => layout.encode_chunk(level, index, &refs, &mut buf)?,
-            Some(_) => encode_shard(layout, level, index, &refs, &mut buf)?,
-        }
-        let key = match version {
-            ZarrVersion::V2 => ZarrLayout::chunk_key_v2(level, index),
-            ZarrVersion::V3 => ZarrLayout::chunk_key_v3(level, index),
-        };
-        to_writer
-            .send((PathBuf::from(key), buf))
-            .map_err(|_| Error::internal("export", "the writer thread stopped (its error follows)"))
-    })?;
-    let file = l.file_chunk();
-    let per_file = u64::from(file.z) * u64::from(file.y) * u64::from(file.x);
-    Ok(u64::from(gy) * u64::from(gx) * per_file * typesize as u64)
-}
-
 /// The bytes of shard `index` of `level` (Zarr v3 `sharding_indexed`): its chunks in C order
 /// of the shard's chunk grid, then the index (offset and length of each chunk as little-endian
-/// u64, `u64::MAX` for chunks wholly outside the array) and the index's CRC-32C.
-pub(crate) fn encode_shard(
+/// u64, `u64::MAX` for chunks wholly outside the array) and the index's CRC-32C. `rows` gives
+/// the level's rows (see [`ZarrLayout::raw_chunk_rows`]).
+pub(crate) fn encode_shard_rows(
     layout: &ZarrLayout,
     level: u32,
     [sz, sy, sx]: [u32; 3],
-    slices: &[&Slice],
+    rows: &RowFn<'_>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
     let l = *layout.level(level)?;
@@ -481,10 +552,7 @@ pub(crate) fn encode_shard(
                     index.extend_from_slice(&u64::MAX.to_le_bytes());
                     continue;
                 }
-                let z0 = (dz * c.z) as usize;
-                let zr = l.chunk_slices(ci[0]).unwrap_or(0..0);
-                let part = &slices[z0..z0 + zr.len()];
-                layout.encode_chunk(level, ci, part, &mut buf)?;
+                layout.encode_chunk_rows(level, ci, rows, &mut buf)?;
                 index.extend_from_slice(&(out.len() as u64).to_le_bytes());
                 index.extend_from_slice(&(buf.len() as u64).to_le_bytes());
                 out.extend_from_slice(&buf);
