@@ -103,8 +103,8 @@ impl VoxelSize {
 
 /// Reads the voxel size of the stack whose slices are `files` in `dir`: a scanner log in
 /// `dir`, else the first slice's ImageJ description or TIFF resolution tags (see the module
-/// docs). `None` when nothing gives one; a damaged log or tag is ignored (with a warning in
-/// the log), never an error: the voxel size is information, not data.
+/// docs). `None` when nothing gives one; a damaged log or tag is ignored, never an error: the
+/// voxel size is information, not data.
 pub(crate) fn detect(dir: &Path, first: &Path) -> Option<VoxelSize> {
     if let Some(v) = scanner_log(dir) {
         return Some(v);
@@ -153,7 +153,6 @@ fn scanner_log(dir: &Path) -> Option<VoxelSize> {
 pub(crate) fn skyscan_pixel_size(text: &str) -> Option<(&'static str, f64)> {
     let mut section = String::new();
     let (mut recon, mut acq) = (None, None);
-    let mut is_skyscan = false;
     for line in text.lines() {
         let line = line.trim();
         if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
@@ -164,9 +163,6 @@ pub(crate) fn skyscan_pixel_size(text: &str) -> Option<(&'static str, f64)> {
             continue;
         };
         let (key, value) = (key.trim(), value.trim());
-        if key.eq_ignore_ascii_case("Scanner") && value.to_ascii_lowercase().contains("skyscan") {
-            is_skyscan = true;
-        }
         let number = || {
             value
                 .parse::<f64>()
@@ -179,9 +175,8 @@ pub(crate) fn skyscan_pixel_size(text: &str) -> Option<(&'static str, f64)> {
             _ => {}
         }
     }
-    // The section names and keys are SkyScan's own; a log that has them is one even without
-    // the [System] Scanner line (some exports drop it).
-    let _ = is_skyscan;
+    // The section names and keys are SkyScan's own: a log that has them is one, with or
+    // without its [System] Scanner line.
     recon
         .map(|v| ("Pixel Size (um)", v))
         .or(acq.map(|v| ("Image Pixel Size (um)", v)))

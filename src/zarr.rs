@@ -240,6 +240,12 @@ impl ZarrLevel {
     pub fn chunk_slices(&self, iz: u32) -> Option<Range<u32>> {
         ranges_of(self.info, self.chunk, [iz, 0, 0]).map(|[z, _, _]| z)
     }
+
+    /// The slices (z range) file row `iz` covers: shards when sharded, else chunks (what
+    /// [`ZarrLayout::encode_file`] needs for the files of [`Node::Chunk`]).
+    pub fn file_slices(&self, iz: u32) -> Option<Range<u32>> {
+        ranges_of(self.info, self.file_chunk(), [iz, 0, 0]).map(|[z, _, _]| z)
+    }
 }
 
 fn grid_of(info: LevelInfo, chunk: ChunkShape) -> [u32; 3] {
@@ -259,7 +265,12 @@ fn ranges_of(
     if iz >= gz || iy >= gy || ix >= gx {
         return None;
     }
-    let r = |i: u32, c: u32, n: u32| i * c..((i + 1) * c).min(n);
+    // In u64: (i + 1) * c may pass u32::MAX for the last chunk of a huge level.
+    let r = |i: u32, c: u32, n: u32| {
+        let start = u64::from(i) * u64::from(c);
+        let end = (start + u64::from(c)).min(u64::from(n));
+        start as u32..end as u32
+    };
     Some([
         r(iz, chunk.z, info.depth),
         r(iy, chunk.y, info.height),
@@ -300,6 +311,14 @@ impl ZarrLayout {
                 format!("{chunk:?}: every side must be at least 1"),
             ));
         }
+        if let Compression::Zstd(level) = compression
+            && !(1..=22).contains(&level)
+        {
+            return Err(Error::invalid(
+                "zstd level",
+                format!("{level}; valid: 1..=22"),
+            ));
+        }
         let bytes = chunk.samples() * levels[0].sample_type.bytes() as u64;
         if bytes > MAX_CHUNK_BYTES {
             return Err(Error::invalid(
@@ -337,6 +356,12 @@ impl ZarrLayout {
     /// # Errors
     /// [`Error::InvalidArgument`] when a side of `shard` is not a multiple of the chunk's.
     pub fn with_shards(mut self, shard: ChunkShape) -> Result<ZarrLayout> {
+        if shard.as_array().contains(&0) {
+            return Err(Error::invalid(
+                "shard shape",
+                format!("{shard:?}: every side must be at least 1"),
+            ));
+        }
         for level in &mut self.levels {
             let c = level.chunk;
             let full = ChunkShape {
@@ -763,6 +788,41 @@ impl ZarrLayout {
         })
     }
 
+    /// The bytes of file `index` (`z, y, x` in [`ZarrLevel::file_grid`]) of `level`: a shard
+    /// (Zarr v3 `sharding_indexed`: its chunks, then their index and its CRC-32C) when the
+    /// layout is sharded, else the chunk ([`ZarrLayout::encode_chunk`]). `slices` are the
+    /// level's slices the file covers, in z order ([`ZarrLevel::file_slices`]). This is what a
+    /// server answers for [`Node::Chunk`].
+    ///
+    /// # Errors
+    /// As [`ZarrLayout::encode_chunk`].
+    pub fn encode_file(
+        &self,
+        level: u32,
+        index: [u32; 3],
+        slices: &[&Slice],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let l = self.level(level)?;
+        if l.shard.is_none() {
+            return self.encode_chunk(level, index, slices, out);
+        }
+        let [zr, _, _] = ranges_of(l.info, l.file_chunk(), index).ok_or_else(|| {
+            let [gz, gy, gx] = l.file_grid();
+            Error::invalid(
+                "shard index",
+                format!("{index:?} at level {level}; the grid is {gz} x {gy} x {gx} shards"),
+            )
+        })?;
+        check_slices(l, level, index, &zr, slices)?;
+        let src_row = l.info.slice_bytes() / l.info.height as usize;
+        let rows = |z: u32, y: u32| -> &[u8] {
+            let bytes = slices[(z - zr.start) as usize].pixels().as_bytes();
+            &bytes[y as usize * src_row..][..src_row]
+        };
+        export::encode_shard_rows(self, level, index, &rows, out)
+    }
+
     /// The bytes of precomputed chunk `index` (`z, y, x` in chunks) of `level`: cut at the
     /// volume's edge, raw little-endian samples with x fastest, then y, then z, into `out`
     /// (cleared first). `slices` as for [`ZarrLayout::encode_chunk`].
@@ -799,35 +859,8 @@ impl ZarrLayout {
                 ),
             )
         })?;
-        if slices.len() != zr.len() {
-            return Err(Error::invalid(
-                "chunk slices",
-                format!(
-                    "{} slices given for chunk {index:?} of level {level}, which covers slices \
-                     {zr:?}",
-                    slices.len()
-                ),
-            ));
-        }
+        check_slices(l, level, index, &zr, slices)?;
         let info = l.info;
-        for s in slices {
-            if (s.width(), s.height(), s.sample_type())
-                != (info.width, info.height, info.sample_type)
-            {
-                return Err(Error::invalid(
-                    "chunk slices",
-                    format!(
-                        "a {} x {} {} slice given for level {level}, which is {} x {} {}",
-                        s.width(),
-                        s.height(),
-                        s.sample_type(),
-                        info.width,
-                        info.height,
-                        info.sample_type
-                    ),
-                ));
-            }
-        }
         let src_row = info.width as usize * info.sample_type.bytes();
         let rows = |z: u32, y: u32| -> &[u8] {
             let bytes = slices[(z - zr.start) as usize].pixels().as_bytes();
@@ -882,6 +915,44 @@ pub(crate) type RowFn<'a> = dyn Fn(u32, u32) -> &'a [u8] + Sync + 'a;
 thread_local! {
     /// The uncompressed chunk being encoded on this thread.
     static RAW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Checks that `slices` are the slices `zr` of level `level` that a chunk or shard covers.
+fn check_slices(
+    l: &ZarrLevel,
+    level: u32,
+    index: [u32; 3],
+    zr: &Range<u32>,
+    slices: &[&Slice],
+) -> Result<()> {
+    if slices.len() != zr.len() {
+        return Err(Error::invalid(
+            "chunk slices",
+            format!(
+                "{} slices given for chunk {index:?} of level {level}, which covers slices \
+                 {zr:?}",
+                slices.len()
+            ),
+        ));
+    }
+    let info = l.info;
+    for s in slices {
+        if (s.width(), s.height(), s.sample_type()) != (info.width, info.height, info.sample_type) {
+            return Err(Error::invalid(
+                "chunk slices",
+                format!(
+                    "a {} x {} {} slice given for level {level}, which is {} x {} {}",
+                    s.width(),
+                    s.height(),
+                    s.sample_type(),
+                    info.width,
+                    info.height,
+                    info.sample_type
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn round_up(n: u32, to: u32) -> u32 {

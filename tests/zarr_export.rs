@@ -10,7 +10,9 @@ mod zarr_support;
 use std::path::Path;
 
 use common::{Volume, phantom_volume, tree};
-use lodcache::zarr::{ChunkShape, Compression, OmeZarrOptions, ZarrVersion, export_ome_zarr};
+use lodcache::zarr::{
+    ChunkShape, Compression, OmeZarrOptions, ZarrLayout, ZarrVersion, export_ome_zarr,
+};
 use lodcache::{LevelRule, Phantom, SampleType, Stack};
 
 fn options(
@@ -217,8 +219,15 @@ fn a_failed_export_leaves_out_as_it_was_and_foreign_folders_are_refused() {
         Compression::None,
         16,
     );
-    for after in [1, 5, 9] {
-        let e = lodcache::zarr::export_ome_zarr_failing_after(&stack, &out, &o2, after)
+    // Deep chunks take the banded path, which counts source slices a slab at a time.
+    let deep = options(
+        ZarrVersion::V2,
+        ChunkShape::new(4, 8, 8),
+        Compression::None,
+        16,
+    );
+    for (after, o) in [(1, &o2), (5, &o2), (9, &o2), (1, &deep), (5, &deep)] {
+        let e = lodcache::zarr::export_ome_zarr_failing_after(&stack, &out, o, after)
             .unwrap_err()
             .to_string();
         assert!(e.contains("injected"), "{e}");
@@ -372,4 +381,182 @@ fn deep_chunks_hold_bands_not_slabs_and_mixed_sources_still_match() {
     o2.chunk = ChunkShape::new(3, 7, 50);
     export_ome_zarr(&stack, &tmp.path().join("c.ome.zarr"), &o2).unwrap();
     check_store(&tmp.path().join("c.ome.zarr"), &naive);
+}
+
+/// What a server would answer for every file equals what the export wrote: the layout of
+/// `Pyramid::zarr_layout`, the files of `resolve_v2`/`resolve_v3`, the bytes of `encode_file`
+/// from `Pyramid::slice` (level 0 included).
+#[test]
+fn served_files_equal_exported_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Phantom::new(90, 70, 11);
+    let scan = tmp.path().join("scan");
+    p.write(&scan).unwrap();
+    let pyr = lodcache::Pyramid::builder(&scan)
+        .with_edge(16)
+        .with_disk_cache(false)
+        .build()
+        .unwrap();
+    for (version, chunk, shard, compression) in [
+        (
+            ZarrVersion::V2,
+            ChunkShape::new(1, 16, 32),
+            None,
+            Compression::BloscLz4,
+        ),
+        (
+            ZarrVersion::V3,
+            ChunkShape::new(2, 16, 16),
+            None,
+            Compression::zstd(),
+        ),
+        (
+            ZarrVersion::V3,
+            ChunkShape::new(2, 16, 16),
+            Some(ChunkShape::new(4, 32, 48)),
+            Compression::BloscLz4,
+        ),
+    ] {
+        let out = tmp.path().join(format!("{version:?}-{shard:?}.ome.zarr"));
+        let o = OmeZarrOptions {
+            version,
+            chunk,
+            shard,
+            compression,
+            ..OmeZarrOptions::default()
+        };
+        pyr.export_ome_zarr(&out, &o).unwrap();
+        let mut layout = pyr.zarr_layout(chunk, compression).unwrap();
+        if let Some(s) = shard {
+            layout = layout.with_shards(s).unwrap();
+        }
+        // The window the export wrote is the one the layout computes.
+        let attrs = match version {
+            ZarrVersion::V2 => zarr_support::json(&out.join(".zattrs")),
+            ZarrVersion::V3 => {
+                zarr_support::json(&out.join("zarr.json"))["attributes"]["ome"].clone()
+            }
+        };
+        let w = layout.window().unwrap();
+        assert_eq!(attrs["omero"]["channels"][0]["window"]["start"], w.start);
+        assert_eq!(attrs["omero"]["channels"][0]["window"]["end"], w.end);
+        let mut files = 0;
+        for l in layout.levels() {
+            let n = l.info.level;
+            let [gz, gy, gx] = l.file_grid();
+            for iz in 0..gz {
+                let zr = l.file_slices(iz).unwrap();
+                let slices: Vec<lodcache::Slice> =
+                    zr.clone().map(|z| pyr.slice(n, z).unwrap()).collect();
+                let refs: Vec<&lodcache::Slice> = slices.iter().collect();
+                for iy in 0..gy {
+                    for ix in 0..gx {
+                        let key = match version {
+                            ZarrVersion::V2 => ZarrLayout::chunk_key_v2(n, [iz, iy, ix]),
+                            ZarrVersion::V3 => ZarrLayout::chunk_key_v3(n, [iz, iy, ix]),
+                        };
+                        let node = match version {
+                            ZarrVersion::V2 => layout.resolve_v2(&key),
+                            ZarrVersion::V3 => layout.resolve_v3(&key),
+                        };
+                        assert_eq!(
+                            node,
+                            Some(lodcache::zarr::Node::Chunk {
+                                level: n,
+                                index: [iz, iy, ix]
+                            })
+                        );
+                        let mut served = Vec::new();
+                        layout
+                            .encode_file(n, [iz, iy, ix], &refs, &mut served)
+                            .unwrap();
+                        let written = std::fs::read(out.join(&key)).unwrap();
+                        assert!(served == written, "{key} of {version:?} {shard:?}");
+                        files += 1;
+                    }
+                }
+            }
+        }
+        assert!(files > 10);
+    }
+}
+
+/// An export killed with SIGKILL half way leaves OUT as it was (the earlier store, byte for
+/// byte) and only its staging folder beside it, which the next export removes.
+#[cfg(unix)]
+#[test]
+fn a_killed_export_leaves_out_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = tmp.path().join("scan");
+    Phantom::new(512, 512, 64).write(&scan).unwrap();
+    let stack = Stack::open(&scan).unwrap();
+    let out = tmp.path().join("out.ome.zarr");
+    let small = options(
+        ZarrVersion::V3,
+        ChunkShape::new(8, 256, 256),
+        Compression::zstd(),
+        64,
+    );
+    export_ome_zarr(&stack, &out, &small).unwrap();
+    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        tree(dir)
+            .into_iter()
+            .map(|f| (f.clone(), std::fs::read(dir.join(&f)).unwrap()))
+            .collect()
+    };
+    let before = snapshot(&out);
+    let staging = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("lodcache-staging"))
+            .collect()
+    };
+    // Tiny uncompressed chunks: thousands of files, so the kill lands while writing.
+    let mut child = std::process::Command::new(common::example_binary("ome_zarr"))
+        .arg(&scan)
+        .arg(&out)
+        .args([
+            "--zarr-version",
+            "2",
+            "--chunks",
+            "1,16,16",
+            "--compression",
+            "none",
+        ])
+        .args(["--edge", "64"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let killed_mid_way = loop {
+        let files: usize = staging().iter().map(|s| tree(s).len()).sum();
+        if files >= 50 {
+            child.kill().unwrap();
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "export hangs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    child.wait().unwrap();
+    assert!(
+        killed_mid_way,
+        "the export finished before it could be killed"
+    );
+    assert!(snapshot(&out) == before, "OUT changed after the kill");
+    assert_eq!(
+        staging().len(),
+        1,
+        "the killed export's staging folder stays"
+    );
+    // The next export (in this process) sweeps it and replaces OUT whole.
+    export_ome_zarr(&stack, &out, &small).unwrap();
+    assert!(staging().is_empty());
+    assert!(snapshot(&out) == before);
 }

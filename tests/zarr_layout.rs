@@ -67,6 +67,13 @@ fn level_maths() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("limit"), "{e}");
+    let z = ZarrLayout::new(&ls, ChunkShape::new(1, 4, 4), Compression::None).unwrap();
+    assert!(z.clone().with_shards(ChunkShape::new(0, 4, 4)).is_err());
+    assert!(z.with_shards(ChunkShape::new(2, 6, 4)).is_err());
+    let e = ZarrLayout::new(&ls, ChunkShape::new(1, 4, 4), Compression::Zstd(99))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("zstd level") && e.contains("99"), "{e}");
     assert!(ChunkShape::parse("64,64,64").is_ok());
     for bad in ["64,64", "0,1,1", "a,b,c", "1,2,3,4", ""] {
         assert!(ChunkShape::parse(bad).is_err(), "{bad}");

@@ -353,6 +353,7 @@ impl Sinker<'_, '_> {
 
     /// Counts `n` source slices written: progress, and a test's injected failure.
     pub(super) fn sources(&mut self, n: u32) -> Result<()> {
+        #[cfg(any(test, feature = "test-utils"))]
         let before = self.sources_done;
         self.sources_done += n;
         (self.hooks.progress)(u64::from(self.sources_done), u64::from(self.depth));
@@ -366,7 +367,6 @@ impl Sinker<'_, '_> {
                 "failure injected by a test after writing some chunks",
             ));
         }
-        let _ = before;
         Ok(())
     }
 
