@@ -130,6 +130,18 @@ fn pages_are_slices_given_as_the_file_or_its_folder() {
     }
 }
 
+/// A multi-page file named like a slice (`scan_0001.tif`), alone in its folder: before, it was
+/// read as a one-slice stack (page 0), silently.
+#[test]
+fn a_slice_named_multi_page_file_is_all_its_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Phantom::new(33, 21, 7);
+    write_pages(&p, &tmp.path().join("scan_0001.tif"), false, None);
+    let stack = Stack::open(tmp.path()).unwrap();
+    assert_eq!(stack.depth(), 7);
+    assert_eq!(values(&stack.read_slice(6).unwrap()), values(&p.slice(6)));
+}
+
 #[test]
 fn a_page_of_another_size_names_the_file_and_the_page() {
     let tmp = tempfile::tempdir().unwrap();
