@@ -140,6 +140,13 @@ fn a_slice_named_multi_page_file_is_all_its_pages() {
     let stack = Stack::open(tmp.path()).unwrap();
     assert_eq!(stack.depth(), 7);
     assert_eq!(values(&stack.read_slice(6).unwrap()), values(&p.slice(6)));
+    // A page read counts its samples, not the whole file, as bytes read.
+    let mut reader = stack.reader();
+    let mut s = Slice::zeroed(0, 0, SampleType::U16);
+    for z in 0..7 {
+        reader.read_into(z, &mut s).unwrap();
+    }
+    assert_eq!(reader.bytes_read(), 7 * 33 * 21 * 2);
 }
 
 #[test]

@@ -275,13 +275,13 @@ impl SliceDecoder {
             .try_clone()
             .map_err(|e| Error::io("opening", path, e))?;
         let swap = if big_endian && size > 1 { size } else { 0 };
+        // What reading every row costs: the file, or for a page its rows.
+        let counted = match self.page_ifd {
+            Some(_) => u64::from(height) * row_bytes as u64,
+            None => self.file_len,
+        };
         Ok(Some(Rows::new(
-            file,
-            path,
-            self.file_len,
-            row_bytes,
-            swap,
-            layout,
+            file, path, counted, row_bytes, swap, layout,
         )))
     }
 
@@ -356,12 +356,19 @@ impl SliceDecoder {
         out: Option<&mut Slice>,
     ) -> Result<SliceInfo> {
         let (input, format) = self.open(path, super::input::CHUNK)?;
-        self.bytes_read += self.file_len;
-        match format {
+        if self.page_ifd.is_none() {
+            self.bytes_read += self.file_len;
+        }
+        let info = match format {
             Format::Tiff => self.tiff(path, input, expected, out),
             Format::Jpeg => self.jpeg(path, input, expected, out),
             _ => self.other(path, format, input, expected, out),
+        }?;
+        if self.page_ifd.is_some() {
+            // A page: its samples, not the whole file, are what was read.
+            self.bytes_read += out_len(info.width, info.height, info.sample_type) as u64;
         }
+        Ok(info)
     }
 
     /// Opens a TIFF and reads what every use needs from its header, checking the size limit
