@@ -605,6 +605,22 @@ impl Pyramid {
         }
     }
 
+    /// Counts a request for slice `z` of `level` that the application answered from its own
+    /// cache (a server's cache of encoded tiles, say), exactly as a [`Pyramid::slice`] call
+    /// would count it: in the statistics' requests and as demand, so that what users look at
+    /// ranks the levels for warm-up even when most of it never reaches the pyramid again.
+    /// Do not call it for a request the pyramid served (that one is counted already), nor for
+    /// one that should not count as demand (see [`Request::without_demand`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming a level or slice index out of range (nothing counted).
+    pub fn record_request(&self, level: u32, z: u32) -> Result<()> {
+        let info = self.level(level)?;
+        Self::check_z(&info, z)?;
+        self.count_slice(&Ctx::counted(), level, z);
+        Ok(())
+    }
+
     /// Counts a request for the whole of `level`.
     fn count_level(&self, ctx: &Ctx<'_>, level: u32) {
         if let Some(c) = self.inner.counters.requests.get(level as usize) {

@@ -600,3 +600,34 @@ fn requests_from_inside_rayon_par_iter_complete_and_are_correct() {
         },
     );
 }
+
+#[test]
+fn a_request_recorded_by_the_application_counts_as_a_slice_call_does() {
+    let f = fixture(40, 30, 8, SampleType::U16, 8);
+    let pyr = f.open();
+    let score = |level: u32| {
+        pyr.demand()
+            .levels
+            .iter()
+            .find(|d| d.level == level)
+            .map_or(0.0, |d| d.score)
+    };
+    pyr.slice(1, 2).unwrap();
+    let after_call = score(1);
+    assert!(after_call > 0.9, "{:?}", pyr.demand());
+    // Three requests the application answered from its own cache: nothing generated, read or
+    // stored, but counted in the requests and the demand.
+    let generated = pyr.stats().generated;
+    for _ in 0..3 {
+        pyr.record_request(1, 2).unwrap();
+    }
+    assert!(score(1) > after_call + 2.9, "{:?}", pyr.demand());
+    assert_eq!(pyr.stats().requests[1], 4);
+    assert_eq!(pyr.stats().generated, generated);
+    // Out of range: an error naming the value, nothing counted.
+    let e = pyr.record_request(1, 99).unwrap_err();
+    assert!(e.to_string().contains("99"), "{e}");
+    let e = pyr.record_request(9, 0).unwrap_err();
+    assert!(e.to_string().contains('9'), "{e}");
+    assert_eq!(pyr.stats().requests[1], 4);
+}

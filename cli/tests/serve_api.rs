@@ -429,6 +429,42 @@ fn stats_report_tiers_responses_demand_and_no_warmup_yet() {
     assert!(stats["warmup"].is_null(), "{stats}");
 }
 
+#[test]
+fn requests_served_from_the_servers_caches_count_as_demand_previews_do_not() {
+    let s = start();
+    let score = |stats: &Value, level: u32| {
+        stats["demand"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["level"] == level)
+            .map_or(0.0, |d| d["score"].as_f64().unwrap())
+    };
+    // Level 2 once from the pyramid; then level 1's same slice six times: once from the
+    // pyramid, five times from the response cache; then its other tile format (the decoded
+    // slice cache).
+    get_png(&s, "/api/slice/2/1.png");
+    for _ in 0..6 {
+        get_png(&s, "/api/slice/1/3.png");
+    }
+    raw(&s, "/api/slice/1/3.raw");
+    let stats = s.json("/api/stats");
+    assert_eq!(stats["responses"]["hits"], 5, "{stats}");
+    // Every one of the seven level-1 requests counted (decay over a second is negligible).
+    assert!(score(&stats, 1) > 6.5, "{stats}");
+    assert!(score(&stats, 1) > 5.0 * score(&stats, 2), "{stats}");
+    // A preview served from the response cache is not demand.
+    let before = score(&stats, 2);
+    for _ in 0..5 {
+        get_png(&s, "/api/slice/2/1.png?preview=1");
+    }
+    let after = score(&s.json("/api/stats"), 2);
+    assert!(
+        after <= before + 1e-6,
+        "previews counted: {before} -> {after}"
+    );
+}
+
 /// Polls the stats until the warm-up has ended; returns it.
 fn ended_warmup(s: &Server) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -158,7 +158,10 @@ impl App {
     ) -> Result<App, String> {
         let top = pyr.levels().len() as u32 - 1;
         let middle = pyr.levels()[top as usize].depth / 2;
+        // The server's own need, not a user's look: not demand.
         let coarse = pyr
+            .request()
+            .without_demand()
             .slice(top, middle)
             .map_err(|e| crate::term::clean(&e.to_string()))?;
         // Stored before the first client asks what is stored.
@@ -320,6 +323,7 @@ impl App {
     /// (concurrent requests for the same slice share one read), and where it came from.
     fn held(&self, level: u32, z: u32, ask: &Ask) -> Result<(Arc<Held>, &'static str), Fail> {
         let mut from = "memory";
+        let mut made = false;
         // The initialiser runs on this blocking-pool thread (never a rayon worker), and the
         // callers that wait for it are blocking-pool threads too. Waiters share its result: when
         // it was cancelled because its own client left, a waiter whose client is still there
@@ -328,6 +332,7 @@ impl App {
             let got = self.slices.try_get_with((level, z), || {
                 let (slice, served) = work::slice(&self.pyr, level, z, ask)?;
                 from = served.name();
+                made = true;
                 let hash = xxhash_rust::xxh3::xxh3_64(slice.pixels().as_bytes());
                 Ok::<_, Error>(Arc::new(Held { slice, hash }))
             });
@@ -337,7 +342,20 @@ impl App {
                 Err(e) => return Err(self.fail(&e)),
             }
         };
+        if !made {
+            // Served from the decoded slices, not by the pyramid: count it as the pyramid would.
+            self.count_cached(level, z, ask.preview);
+        }
         Ok((held, from))
+    }
+
+    /// Counts a request answered from the server's own caches as the pyramid counts the ones
+    /// it serves: in the requests, and as demand unless it is a coarse-first preview.
+    fn count_cached(&self, level: u32, z: u32, preview: bool) {
+        if !preview {
+            // The level and slice were checked before any cache was asked.
+            let _ = self.pyr.record_request(level, z);
+        }
     }
 
     fn levels_json(&self) -> Value {
@@ -625,6 +643,7 @@ async fn image(
         .map(str::to_string);
     if let Some(hit) = app.responses.get(&key) {
         app.response_hits.fetch_add(1, Ordering::Relaxed);
+        app.count_cached(level, z, q.preview);
         return Ok(image_response(
             &hit,
             "memory",
