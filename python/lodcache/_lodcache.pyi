@@ -48,7 +48,10 @@ class Level:
         """uint8, uint16 or float32."""
     @property
     def voxel_size(self) -> Optional[Tuple[float, float, float]]:
-        """``(z, y, x)`` size of a voxel, or None while lodcache does not read it (issue 18)."""
+        """``(z, y, x)`` size of a voxel of this level in micrometres (level n's is 2**n times
+        level 0's), or None when unknown. Read from a scanner log beside the slices (Bruker
+        SkyScan), ImageJ's description or the TIFF resolution tags, or given as
+        ``Pyramid(..., voxel_size=)``."""
 
 class _ExportReport(TypedDict):
     levels: List[int]
@@ -164,6 +167,8 @@ class Pyramid:
 
     ``memory_budget`` and ``disk_budget`` take bytes or strings such as ``"512M"`` (binary
     units). ``threads``: the size of this pyramid's own thread pool (default: the shared one).
+    ``voxel_size``: ``(z, y, x)`` of a level-0 voxel in micrometres, overriding what the stack
+    says (a scanner log, ImageJ's description, the TIFF resolution tags).
     Raises ``FileNotFoundError`` for a missing folder, :class:`StackError` for a folder whose
     stack cannot be read, ``ValueError`` for bad arguments.
     """
@@ -179,6 +184,7 @@ class Pyramid:
         edge: int = 500,
         max_levels: Optional[int] = None,
         threads: Optional[int] = None,
+        voxel_size: Optional[Tuple[float, float, float]] = None,
     ) -> Self: ...
     @property
     def levels(self) -> List[Level]:

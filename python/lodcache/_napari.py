@@ -5,7 +5,7 @@ layer whose data is every pyramid level as a lazy :class:`~lodcache.LevelArray`,
 resolution first as napari's multiscale layers require; napari shows the coarsest level that
 fits the view, so a zoomed-out scan appears from the smallest level, made first. Contrast
 limits are the 0.5 and 99.5 percentiles of the smallest level (read whole); ``scale`` is the
-voxel size ``(z, y, x)``, ``(1, 1, 1)`` while lodcache does not read voxel sizes (issue 18).
+voxel size ``(z, y, x)`` in micrometres, ``(1, 1, 1)`` when the scan does not say.
 """
 
 from __future__ import annotations

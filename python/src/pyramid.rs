@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lodcache::{LevelInfo, LevelRule, Pyramid, Region, WarmupOptions};
+use lodcache::{LevelInfo, LevelRule, Pyramid, Region, VoxelSize, WarmupOptions};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PySlice, PyTuple};
 
@@ -22,8 +22,8 @@ pub(crate) struct PyLevel {
     shape: (usize, usize, usize),
     /// The numpy dtype of the samples: uint8, uint16 or float32.
     dtype: Py<PyAny>,
-    /// The size of one voxel `(z, y, x)` in the scan's units, or None when unknown. lodcache
-    /// does not read voxel sizes yet (issue 18), so this is None for now.
+    /// The size of one voxel of this level `(z, y, x)` in micrometres (level n's is 2^n times
+    /// level 0's), or None when unknown.
     voxel_size: Option<(f64, f64, f64)>,
 }
 
@@ -40,7 +40,7 @@ impl PyLevel {
     }
 }
 
-fn level_object(py: Python<'_>, info: &LevelInfo) -> PyLevel {
+fn level_object(py: Python<'_>, info: &LevelInfo, voxel: Option<&VoxelSize>) -> PyLevel {
     PyLevel {
         level: info.level,
         shape: (
@@ -49,7 +49,10 @@ fn level_object(py: Python<'_>, info: &LevelInfo) -> PyLevel {
             info.width as usize,
         ),
         dtype: numpy_dtype(py, info.sample_type).into_any().unbind(),
-        voxel_size: None,
+        voxel_size: voxel.map(|v| {
+            let [x, y, z] = v.at_level(info.level);
+            (z, y, x)
+        }),
     }
 }
 
@@ -96,10 +99,11 @@ impl PyPyramid {
         signature = (
             path, *, cache_dir=None, disk_cache=true,
             memory_budget=ByteCount(lodcache::DEFAULT_MEMORY_BUDGET),
-            disk_budget=None, edge=500, max_levels=None, threads=None
+            disk_budget=None, edge=500, max_levels=None, threads=None, voxel_size=None
         ),
         text_signature = "(path, *, cache_dir=None, disk_cache=True, memory_budget='512M', \
-                          disk_budget=None, edge=500, max_levels=None, threads=None)"
+                          disk_budget=None, edge=500, max_levels=None, threads=None, \
+                          voxel_size=None)"
     )]
     #[expect(
         clippy::too_many_arguments,
@@ -115,6 +119,7 @@ impl PyPyramid {
         edge: u32,
         max_levels: Option<u32>,
         threads: Option<usize>,
+        voxel_size: Option<(f64, f64, f64)>,
     ) -> PyResult<Self> {
         let mut rule = LevelRule::default().with_edge(edge);
         if let Some(n) = max_levels {
@@ -129,6 +134,10 @@ impl PyPyramid {
         }
         if let Some(b) = disk_budget {
             builder = builder.with_disk_budget(b.0);
+        }
+        if let Some((z, y, x)) = voxel_size {
+            // Checked (finite, above 0) when the pyramid is built.
+            builder = builder.with_voxel_size([x, y, z]);
         }
         if let Some(n) = threads {
             if n == 0 {
@@ -148,10 +157,11 @@ impl PyPyramid {
     /// Every level, level 0 (the source stack) first.
     #[getter]
     fn levels(&self, py: Python<'_>) -> Vec<PyLevel> {
+        let voxel = self.inner.voxel_size();
         self.inner
             .levels()
             .iter()
-            .map(|l| level_object(py, l))
+            .map(|l| level_object(py, l, voxel.as_ref()))
             .collect()
     }
 

@@ -79,6 +79,10 @@ def test_the_reader_gives_a_lazy_multiscale_layer(scan: Path) -> None:
     assert list(layer.scale) == [1.0, 1.0, 1.0]
     # What napari shows is read through the pyramid: the coarsest level's data is right.
     np.testing.assert_array_equal(np.asarray(layer.data[-1]), ref[-1])
+    # With a scanner log beside the slices, the layer's scale is its voxel size in µm.
+    (scan / "scan_rec.log").write_text("[Reconstruction]\nPixel Size (um)=12.5\n")
+    (layer,) = ViewerModel().open(str(scan), plugin="lodcache")
+    assert list(layer.scale) == pytest.approx([12.5, 12.5, 12.5])
 
 
 def test_the_reader_declines_what_is_not_a_folder(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ def test_levels_describe_the_reference(pyramid_and_reference: PyrRef) -> None:
     for info, r in zip(pyr.levels, ref):
         assert info.shape == r.shape
         assert info.dtype == r.dtype
-        assert info.voxel_size is None  # not read by the library yet (issue 18)
+        assert info.voxel_size is None  # the phantom's TIFFs carry no resolution
     assert [lvl.level for lvl in pyr.levels] == list(range(len(ref)))
 
 
@@ -127,3 +127,21 @@ def test_level_array_properties(pyramid_and_reference: PyrRef) -> None:
         lazy[0, 0, 0, 0]
     with pytest.raises(ValueError, match=f"levels 0..={len(ref) - 1}"):
         pyr[len(ref)]
+
+
+def test_voxel_size_from_a_scanner_log_and_given(tmp_path: Path) -> None:
+    scan = tmp_path / "scan"
+    lodcache.write_phantom(scan, (8, 40, 1100), dtype="uint8")
+    (scan / "scan_rec.log").write_text(
+        "[System]\nScanner=Skyscan1272\n[Reconstruction]\nPixel Size (um)=4.500000\n"
+    )
+    pyr = lodcache.Pyramid(scan, disk_cache=False)
+    assert len(pyr.levels) >= 2
+    for info in pyr.levels:
+        f = 2.0**info.level
+        assert info.voxel_size == pytest.approx((4.5 * f, 4.5 * f, 4.5 * f))
+    given = lodcache.Pyramid(scan, disk_cache=False, voxel_size=(10.0, 2.0, 3.0))
+    assert given.levels[0].voxel_size == pytest.approx((10.0, 2.0, 3.0))
+    assert given.levels[1].voxel_size == pytest.approx((20.0, 4.0, 6.0))
+    with pytest.raises(ValueError, match="voxel"):
+        lodcache.Pyramid(scan, disk_cache=False, voxel_size=(0.0, 1.0, 1.0))
