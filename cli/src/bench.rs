@@ -462,7 +462,7 @@ fn load(args: LoadArgs) -> Outcome {
                 let dir =
                     std::env::temp_dir().join(format!("lodcache-load-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
-                opts.cache = Some(dir.clone());
+                opts.cache = Some(crate::opts::CacheArg::Dir(dir.clone()));
                 scratch = Some(dir);
             }
             let edge = opts.edge.unwrap_or_else(default_edge);
