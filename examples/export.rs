@@ -6,12 +6,8 @@
 
 use lodcache::{Phantom, Pyramid, ctharvester_path};
 
-fn main() -> lodcache::Result<()> {
-    let tmp = tempfile::tempdir().map_err(|e| lodcache::Error::Io {
-        action: "creating",
-        path: std::env::temp_dir(),
-        source: e,
-    })?;
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
     let scan = tmp.path().join("scan");
     Phantom::new(800, 600, 40).write(&scan)?;
     let pyr = Pyramid::builder(&scan)

@@ -6,13 +6,9 @@
 
 use lodcache::{Phantom, Pyramid};
 
-fn main() -> lodcache::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A small synthetic scan: 16-bit, 640 x 480 pixels, 32 slices.
-    let tmp = tempfile::tempdir().map_err(|e| lodcache::Error::Io {
-        action: "creating",
-        path: std::env::temp_dir(),
-        source: e,
-    })?;
+    let tmp = tempfile::tempdir()?;
     let scan = tmp.path().join("scan");
     Phantom::new(640, 480, 32).write(&scan)?;
 

@@ -11,12 +11,8 @@ use std::sync::Arc;
 use lodcache::{Phantom, Pyramid};
 use rayon::prelude::*;
 
-fn main() -> lodcache::Result<()> {
-    let tmp = tempfile::tempdir().map_err(|e| lodcache::Error::Io {
-        action: "creating",
-        path: std::env::temp_dir(),
-        source: e,
-    })?;
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
     let scan = tmp.path().join("scan");
     Phantom::new(600, 600, 48).write(&scan)?;
 

@@ -6,12 +6,8 @@
 
 use lodcache::{Axis, Phantom, Pyramid};
 
-fn main() -> lodcache::Result<()> {
-    let tmp = tempfile::tempdir().map_err(|e| lodcache::Error::Io {
-        action: "creating",
-        path: std::env::temp_dir(),
-        source: e,
-    })?;
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
     let scan = tmp.path().join("scan");
     Phantom::new(512, 512, 64).write(&scan)?;
     let pyr = Pyramid::builder(&scan)

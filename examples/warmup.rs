@@ -8,12 +8,8 @@ use std::time::Duration;
 
 use lodcache::{Phantom, Pyramid, WarmupOptions, WarmupOutcome};
 
-fn main() -> lodcache::Result<()> {
-    let tmp = tempfile::tempdir().map_err(|e| lodcache::Error::Io {
-        action: "creating",
-        path: std::env::temp_dir(),
-        source: e,
-    })?;
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
     let scan = tmp.path().join("scan");
     Phantom::new(1024, 1024, 64).write(&scan)?;
     let pyr = Pyramid::builder(&scan)
@@ -37,7 +33,7 @@ fn main() -> lodcache::Result<()> {
     match handle.wait() {
         WarmupOutcome::Completed(r) => println!("completed: {} slices", r.progress.done),
         WarmupOutcome::Cancelled(r) => println!("cancelled after {} slices", r.progress.done),
-        WarmupOutcome::Failed { error, .. } => return Err(error),
+        WarmupOutcome::Failed { error, .. } => return Err(error.into()),
         other => println!("ended: {other:?}"),
     }
     // A second run resumes from what the first stored.

@@ -160,17 +160,7 @@ impl CacheFolder {
             return Ok(Entry::NotRegular(kind(ty)));
         }
         let len = u64::try_from(stat.st_size).unwrap_or(0);
-        if len > max {
-            return Ok(Entry::TooLong(len));
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        std::fs::File::from(fd)
-            .take(max.saturating_add(1))
-            .read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > max {
-            return Ok(Entry::TooLong(bytes.len() as u64));
-        }
-        Ok(Entry::File(bytes))
+        read_capped(std::fs::File::from(fd), len, max)
     }
 
     /// Writes `bytes` as the file `name` in `sub` (made if missing), atomically: a temporary
@@ -317,14 +307,7 @@ impl CacheFolder {
         if !meta.is_file() {
             return Ok(Entry::NotRegular("not a regular file"));
         }
-        if meta.len() > max {
-            return Ok(Entry::TooLong(meta.len()));
-        }
-        let mut bytes = Vec::new();
-        std::fs::File::open(&p)?
-            .take(max.saturating_add(1))
-            .read_to_end(&mut bytes)?;
-        Ok(Entry::File(bytes))
+        read_capped(std::fs::File::open(&p)?, meta.len(), max)
     }
 
     pub(crate) fn write_atomic(
@@ -391,6 +374,20 @@ impl CacheFolder {
             .write(true)
             .open(&p)
     }
+}
+
+/// Reads an opened regular file of `len` bytes, at most `max` (a file that grew past `max`
+/// since it was measured is [`Entry::TooLong`] too).
+fn read_capped(file: std::fs::File, len: u64, max: u64) -> io::Result<Entry> {
+    if len > max {
+        return Ok(Entry::TooLong(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Ok(Entry::TooLong(bytes.len() as u64));
+    }
+    Ok(Entry::File(bytes))
 }
 
 /// Whether `name` is a temporary file lodcache made for the final name `target` (see
