@@ -946,8 +946,10 @@ impl ObjectStoreTier {
             if let Some(hook) = &self.inner.hook {
                 hook(HookPoint::BeforeManifestWrite);
             }
+            // Only over the version read: another opener's manifest written since makes this
+            // write fail, and the loop compares with theirs.
             let mode = match read.version {
-                Some(_v) => PutMode::Overwrite,
+                Some(v) => PutMode::Update(v),
                 None => PutMode::Create,
             };
             match self.put_object(&key, current.to_bytes(), mode) {
