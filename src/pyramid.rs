@@ -1270,13 +1270,29 @@ impl Pyramid {
     }
 
     /// Whether `key` is stored (or being stored) in a tier.
+    /// Whether slice `key` is stored (or being stored): with an object store, in the store
+    /// (the cache every machine shares: a slice only this machine's folder holds is not
+    /// stored for the others), else in any tier.
     fn is_stored(&self, key: SliceKey) -> bool {
+        #[cfg(feature = "object-store")]
+        if let Some(remote) = &self.inner.remote {
+            return remote.contains(key) || self.inner.tiers.is_pending(key);
+        }
         self.inner.tiers.contains(key)
     }
 
     /// Makes and stores slice `key` for a warm-up run (not counted as a request), stopping at
     /// the next slice boundary once `cancel` is set.
     fn warm_slice(&self, key: SliceKey, cancel: &Cancel) -> Result<()> {
+        // A slice this machine holds and the store lacks (stored locally while the store was
+        // down, say) is copied to the store rather than served locally and left out of it.
+        #[cfg(feature = "object-store")]
+        if let Some(remote) = &self.inner.remote
+            && !remote.contains(key)
+            && let Some(blob) = self.inner.tiers.local_blob(key)
+        {
+            return remote.put(key, &blob);
+        }
         let ctx = Ctx {
             cancel: Some(cancel),
             ..Ctx::default()

@@ -593,7 +593,7 @@ fn a_paused_server_never_hangs_a_request_and_nothing_unstored_is_reported_stored
     for level in 1..=4 {
         assert_eq!(remote.level_usage(level), (0, 0));
     }
-    assert!(remote.last_error().is_some());
+    assert!(remote.first_write_error().is_some());
 
     // The server goes on: after the cool-down, new slices are stored there again.
     server.resume();

@@ -33,7 +33,14 @@ pub(crate) fn stored(pyr: &Pyramid, level: u32) -> u32 {
         return depth;
     }
     (0..depth)
-        .filter(|&z| pyr.tiers().contains(SliceKey::new(level, z)))
+        .filter(|&z| {
+            let key = SliceKey::new(level, z);
+            // With an object store: the slices every machine sees.
+            match pyr.object_store() {
+                Some(store) => store.contains(key),
+                None => pyr.tiers().contains(key),
+            }
+        })
         .count() as u32
 }
 

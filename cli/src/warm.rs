@@ -86,19 +86,22 @@ fn choose_shard(
     if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
         if count.is_some() {
             return Err(
-                "--shard-count is for Kubernetes Indexed Jobs; in a Slurm job array the count                  is SLURM_ARRAY_TASK_COUNT"
+                "--shard-count is for Kubernetes Indexed Jobs; in a Slurm job array the count \
+                 is SLURM_ARRAY_TASK_COUNT"
                     .into(),
             );
         }
         let n = number("SLURM_ARRAY_TASK_COUNT")?.ok_or(
-            "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not (Slurm sets both in              a job array); give --shard I/N",
+            "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not (Slurm sets both in a \
+             job array); give --shard I/N",
         )?;
         let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
         let step = number("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
         let index = id.checked_sub(min).map(|d| d / step);
         let shard = index.and_then(|i| Shard::new(i, n).ok()).ok_or_else(|| {
             format!(
-                "SLURM_ARRAY_TASK_ID {id} is not one of {n} tasks from {min} by {step}; use                  --array=0-{} (or give --shard I/N)",
+                "SLURM_ARRAY_TASK_ID {id} is not one of {n} tasks from {min} by {step}; use \
+                 --array=0-{} (or give --shard I/N)",
                 n.saturating_sub(1)
             )
         })?;
@@ -106,7 +109,8 @@ fn choose_shard(
     }
     if let Some(index) = number("JOB_COMPLETION_INDEX")? {
         let n = count.ok_or(
-            "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but not the number of              shards: give --shard-count N (the Job's completions)",
+            "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but not the number of \
+             shards: give --shard-count N (the Job's completions)",
         )?;
         let shard = Shard::new(index, n)
             .map_err(|_| format!("JOB_COMPLETION_INDEX {index} is not below --shard-count {n}"))?;
@@ -186,7 +190,8 @@ pub(crate) fn run(args: WarmArgs) -> Outcome {
         say!("shard {s} (from {from}): {}", ranges.join(", "));
         if !plan.leftover.is_empty() {
             say!(
-                "levels {} have fewer slices than there are shards: run `lodcache warm` without                  a shard once every shard is done, to build them",
+                "levels {} have fewer slices than there are shards: run `lodcache warm` without \
+                 a shard once every shard is done, to build them",
                 plan.leftover
                     .iter()
                     .map(u32::to_string)
@@ -328,10 +333,11 @@ pub(crate) fn run(args: WarmArgs) -> Outcome {
         if s.write_errors > 0 || store_failed {
             say!("outcome: failed");
             return Err(Failure::Error(format!(
-                "{} blobs could not be stored in {}: {}; what was stored is whole, and running                  the same command again resumes from it",
+                "{} blobs could not be stored in {}: {}; what was stored is whole, and running \
+                 the same command again resumes from it",
                 s.write_errors,
                 quote(std::path::Path::new(r.url())),
-                clean(&r.last_error().unwrap_or_else(|| "no answer".into()))
+                clean(&r.first_write_error().unwrap_or_else(|| "no answer".into()))
             )));
         }
         say!(

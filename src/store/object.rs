@@ -499,7 +499,7 @@ struct Inner {
     cool_down: Mutex<Option<Instant>>,
     /// Set while the server is known to be down (for one warning per outage).
     down: AtomicBool,
-    last_error: Mutex<Option<String>>,
+    first_write_error: Mutex<Option<String>>,
     /// The sources this tier vouches for (its lineage's manifest as this process wrote or read it).
     manifest: Mutex<Manifest>,
     #[cfg(any(test, feature = "test-utils"))]
@@ -581,7 +581,7 @@ impl ObjectStoreTier {
                 priority: RwLock::new(None),
                 cool_down: Mutex::new(None),
                 down: AtomicBool::new(false),
-                last_error: Mutex::new(None),
+                first_write_error: Mutex::new(None),
                 manifest: Mutex::new(current.clone()),
                 #[cfg(any(test, feature = "test-utils"))]
                 hook: options.hook.clone(),
@@ -659,9 +659,10 @@ impl ObjectStoreTier {
             .fold((0, 0), |(n, b), (_, e)| (n + 1, b + e.bytes))
     }
 
-    /// The last failed write's message, if any write failed.
-    pub fn last_error(&self) -> Option<String> {
-        lock(&self.inner.last_error).clone()
+    /// The first failed write's message (the one that says why: the later ones may only say
+    /// that the store was not asked again), if any write failed.
+    pub fn first_write_error(&self) -> Option<String> {
+        lock(&self.inner.first_write_error).clone()
     }
 
     /// Warnings (failed requests, damaged objects), oldest first.
@@ -1167,7 +1168,7 @@ impl ObjectStoreTier {
     fn write_failed(&self, at: &Key, failure: Failure) -> Error {
         self.inner.counters.write_errors.incr();
         let e = self.error(format!("writing {:?}", at.as_ref()), failure);
-        *lock(&self.inner.last_error) = Some(e.to_string());
+        lock(&self.inner.first_write_error).get_or_insert_with(|| e.to_string());
         e
     }
 
