@@ -215,6 +215,7 @@ impl Manifest {
 
     /// A hash of everything blobs depend on: the stack's identity, the format version and
     /// every source record (not the stack path).
+    #[cfg(feature = "object-store")]
     pub(crate) fn sources_id(&self) -> u64 {
         let mut h = Xxh3::new();
         h.update(&self.stack_id().to_le_bytes());

@@ -179,12 +179,14 @@ impl Tiers {
     }
 
     /// Whether slice `key` was generated and waits to be stored.
+    #[cfg(feature = "object-store")]
     pub(crate) fn is_pending(&self, key: SliceKey) -> bool {
         self.inner.storer.is_pending(key)
     }
 
     /// The blob of `key` from memory or the disk (checked as every read is), without asking
     /// the tiers behind the disk.
+    #[cfg(feature = "object-store")]
     pub(crate) fn local_blob(&self, key: SliceKey) -> Option<Blob> {
         self.inner
             .memory
