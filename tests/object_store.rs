@@ -6,8 +6,8 @@
 //! concurrent openers never lose each other's invalidations; a changed source slice deletes
 //! exactly its dependents in the bucket; wrong credentials and a missing bucket say so; a
 //! paused (overloaded) server never hangs a request, and what could not be stored is never
-//! reported stored. The tool's side (Slurm shards, a server killed mid-warm-up) is in
-//! `cli/tests/scale.rs`.
+//! reported stored; a warm-up copies to the store what only the local folder holds. The
+//! tool's side (Slurm shards, a server killed mid-warm-up) is in `.ci/scale-test`.
 
 mod common;
 
@@ -492,6 +492,65 @@ fn a_changed_source_slice_drops_exactly_its_dependents_in_the_bucket() {
     assert!(
         generated.iter().all(|k| dependents.contains(k)),
         "{generated:?}"
+    );
+}
+
+/// Slices this machine's folder holds and the bucket lacks (stored locally while the store was
+/// down, or deleted from the bucket since) are not "stored" for a warm-up with an object store:
+/// it copies them from the folder to the store, generating nothing, and afterwards the bucket
+/// is complete. (Counting any tier, it skipped them: the bucket stayed without them, and every
+/// other machine generated them.)
+#[test]
+fn a_warm_up_copies_to_the_store_what_only_the_local_folder_holds() {
+    let Some(s3) = common::s3("a_warm_up_copies_to_the_store_what_only_the_local_folder_holds")
+    else {
+        return;
+    };
+    let scan = phantom_scan(8);
+    let local = scan.path("local");
+    let bucket = Bucket::new(&s3);
+    let gone = [
+        SliceKey::new(1, 0),
+        SliceKey::new(2, 3),
+        SliceKey::new(4, 1),
+    ];
+    let total = scan.keys().len();
+    {
+        let pyr = open(&scan.stack, &local, options(&s3));
+        let outcome = pyr.warm_up(WarmupOptions::default()).wait();
+        assert!(
+            matches!(outcome, WarmupOutcome::Completed(_)),
+            "{outcome:?}"
+        );
+        let root = key_of(&pyr.object_store().unwrap().location());
+        assert_eq!(blob_objects(&bucket, &pyr).len(), total);
+        for k in gone {
+            bucket.delete(&format!("{root}/{}/{:06}.blob", k.level, k.z));
+        }
+    }
+    let pyr = open(&scan.stack, &local, options(&s3));
+    let before = blob_objects(&bucket, &pyr);
+    assert_eq!(before.len(), total - gone.len());
+    let outcome = pyr.warm_up(WarmupOptions::default()).wait();
+    let WarmupOutcome::Completed(report) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(report.progress.done, gone.len() as u64, "{report:?}");
+    let after = blob_objects(&bucket, &pyr);
+    assert_eq!(after.len(), total, "the bucket is not complete: {after:?}");
+    for (k, etag) in &before {
+        assert_eq!(after.get(k), Some(etag), "{k} was written again");
+    }
+    let stats = pyr.object_store().unwrap().stats();
+    assert_eq!((stats.writes, stats.write_errors), (gone.len() as u64, 0));
+    assert_eq!(pyr.stats().generated, 0, "copied, not generated");
+    // What was copied is the slice: a fresh machine reads every slice from the bucket.
+    let fresh = open(&scan.stack, &scan.path("fresh"), options(&s3));
+    let naive = scan.naive_of_files();
+    let served = common::request_all("fresh machine", &fresh, &naive);
+    assert!(
+        served.iter().all(|(_, s)| *s == Served::Remote),
+        "{served:?}"
     );
 }
 
