@@ -190,6 +190,19 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+
+    /// An object store (the shared tier behind the disk) refused or failed an operation: the
+    /// store's URL, what was being done, and why (credentials refused, no answer within the
+    /// timeout, no such bucket, ...).
+    #[error("object store {url:?}: {action}: {reason}")]
+    ObjectStore {
+        /// The store's URL (`s3://bucket/prefix`).
+        url: String,
+        /// What was being done, naming the object.
+        action: String,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 /// What kind of failure an [`Error`] is, for callers that branch on it (a server maps
@@ -205,7 +218,8 @@ pub enum ErrorKind {
     /// A source file is damaged, unsupported or inconsistent with the stack; the message names
     /// the file.
     Data,
-    /// The operating system refused a read or write; the message names the file.
+    /// The operating system refused a read or write (the message names the file), or an
+    /// object store failed (the message names the store and the object).
     Io,
     /// The request was cancelled.
     Cancelled,
@@ -235,6 +249,7 @@ impl Error {
             Error::Page { source, .. } => source.kind(),
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal { .. } => ErrorKind::Internal,
+            Error::ObjectStore { .. } => ErrorKind::Io,
         }
     }
 

@@ -93,8 +93,8 @@ pub use pyramid::{
     PyramidBuilder, PyramidStats, Request, Served, VerifyReport, Volume,
 };
 pub use pyramid::{
-    LevelReport, MAX_THREADS as WARMUP_MAX_THREADS, WarmupHandle, WarmupOptions, WarmupOutcome,
-    WarmupProgress, WarmupReport,
+    LevelReport, MAX_THREADS as WARMUP_MAX_THREADS, Shard, ShardPlan, WarmupHandle, WarmupOptions,
+    WarmupOutcome, WarmupProgress, WarmupReport,
 };
 pub use slice::{Pixels, Sample, SampleType, Slice};
 pub use source::{

@@ -26,8 +26,8 @@ use crate::store::{
     MemoryStats, MemoryStore, PriorityFn, Tier, Tiers, default_cache_dir,
 };
 pub use warmup::{
-    LevelReport, MAX_THREADS, WarmupHandle, WarmupOptions, WarmupOutcome, WarmupProgress,
-    WarmupReport,
+    LevelReport, MAX_THREADS, Shard, ShardPlan, WarmupHandle, WarmupOptions, WarmupOutcome,
+    WarmupProgress, WarmupReport,
 };
 
 /// Default memory budget: 512 MiB of compressed blobs.
@@ -197,6 +197,8 @@ pub struct PyramidBuilder {
     demand_priority: bool,
     content_check: bool,
     behind: Vec<Arc<dyn Tier>>,
+    #[cfg(feature = "object-store")]
+    remote: Option<crate::store::ObjectStoreOptions>,
     voxel_size: Option<[f64; 3]>,
 }
 
@@ -284,6 +286,27 @@ impl PyramidBuilder {
         self
     }
 
+    /// Adds the object store at `url` (`s3://bucket/prefix`) behind the disk tier, with the
+    /// default [`crate::store::ObjectStoreOptions`] (server from `AWS_ENDPOINT_URL`,
+    /// credentials from `AWS_*`): memory, then the local cache folder, then the store, then
+    /// generating. Every machine that opens the same scan (at whatever path) with the same URL
+    /// shares its blobs; see [`crate::store::object`]. The sources are then fingerprinted
+    /// without inode numbers ([`Manifest::portable`]), and the cache folder defaults to a
+    /// per-user folder ([`crate::store::default_local_cache_dir`]). Feature `object-store`.
+    /// Default: none.
+    #[cfg(feature = "object-store")]
+    pub fn with_cache_url(self, url: impl Into<String>) -> Self {
+        self.with_object_store(crate::store::ObjectStoreOptions::new(url))
+    }
+
+    /// [`PyramidBuilder::with_cache_url`] with every option of the store. Feature
+    /// `object-store`. Default: none.
+    #[cfg(feature = "object-store")]
+    pub fn with_object_store(mut self, options: crate::store::ObjectStoreOptions) -> Self {
+        self.remote = Some(options);
+        self
+    }
+
     /// The physical size of a level-0 voxel, `[x, y, z]` in micrometres, overriding what the
     /// stack says (TIFF resolution tags, ImageJ's description, a scanner log; see
     /// [`crate::VoxelSize`]). Default: read from the stack.
@@ -296,8 +319,10 @@ impl PyramidBuilder {
     ///
     /// # Errors
     /// The stack's errors ([`Error::StackNotFound`], [`Error::NoImages`], decoding errors of
-    /// the first slice), [`Error::InvalidArgument`] for an edge of 0 or 0 decoder threads, and
-    /// [`Error::Io`] when a source file cannot be stat'ed. A cache folder that cannot be used
+    /// the first slice), [`Error::InvalidArgument`] for an edge of 0 or 0 decoder threads (or a
+    /// cache URL that is not one), [`Error::Io`] when a source file cannot be stat'ed, and
+    /// [`Error::ObjectStore`] when the object store given cannot be opened (credentials
+    /// refused, no such bucket, no answer). A cache folder that cannot be used
     /// is not an error: the pyramid caches in memory only and says so in
     /// [`Pyramid::warnings`].
     pub fn build(self) -> Result<Pyramid> {
@@ -320,12 +345,29 @@ impl PyramidBuilder {
         if self.content_check {
             manifest = manifest.with_content(&stack, content_threads())?;
         }
+        #[cfg(feature = "object-store")]
+        if self.remote.is_some() {
+            manifest = manifest.portable();
+        }
         let fingerprint = Fingerprint::of(&manifest);
+        #[cfg(feature = "object-store")]
+        let remote = match &self.remote {
+            Some(options) => Some(crate::store::ObjectStoreTier::open(
+                options,
+                &manifest,
+                fingerprint.clone(),
+            )?),
+            None => None,
+        };
+        let default_dir = || {
+            #[cfg(feature = "object-store")]
+            if let Some(options) = &self.remote {
+                return crate::store::default_local_cache_dir(&self.dir, &options.url);
+            }
+            default_cache_dir(&self.dir)
+        };
         let disk = if self.disk_cache {
-            let dir = self
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| default_cache_dir(&self.dir));
+            let dir = self.cache_dir.clone().unwrap_or_else(default_dir);
             let options = DiskOptions::new(dir).with_budget(self.disk_budget.0);
             DiskStore::open_with(&options, &manifest, fingerprint)
         } else {
@@ -344,10 +386,19 @@ impl PyramidBuilder {
         } else {
             Demand::in_memory()
         });
+        #[cfg_attr(
+            not(feature = "object-store"),
+            expect(unused_mut, reason = "only the store adds")
+        )]
+        let mut behind = self.behind;
+        #[cfg(feature = "object-store")]
+        if let Some(tier) = &remote {
+            behind.insert(0, Arc::new(tier.clone()));
+        }
         let tiers = Tiers::with_pool(
             MemoryStore::new(self.memory_budget.0),
             disk,
-            self.behind,
+            behind,
             stream.decode_threads,
             self.pool.clone(),
         );
@@ -365,6 +416,8 @@ impl PyramidBuilder {
                 demand,
                 tiers,
                 manifest: std::sync::Mutex::new(manifest),
+                #[cfg(feature = "object-store")]
+                remote,
                 helpers: Helpers::default(),
                 stack,
                 levels,
@@ -410,6 +463,9 @@ struct Inner {
     tiers: Tiers,
     /// The sources as last fingerprinted (updated by [`Pyramid::verify`]).
     manifest: std::sync::Mutex<Manifest>,
+    /// The object store behind the disk, if any.
+    #[cfg(feature = "object-store")]
+    remote: Option<crate::store::ObjectStoreTier>,
     pool: Option<Arc<rayon::ThreadPool>>,
     demand: Arc<Demand>,
     /// Helper threads generating halves of slices now (at most twice the core count).
@@ -522,6 +578,8 @@ impl Pyramid {
             demand_priority: true,
             content_check: false,
             behind: Vec::new(),
+            #[cfg(feature = "object-store")]
+            remote: None,
             voxel_size: None,
         }
     }
@@ -557,6 +615,13 @@ impl Pyramid {
     /// Every tier (memory, disk and any behind it), as one.
     pub fn tiers(&self) -> &Tiers {
         &self.inner.tiers
+    }
+
+    /// The object store behind the disk, if the pyramid has one
+    /// ([`PyramidBuilder::with_cache_url`]). Feature `object-store`.
+    #[cfg(feature = "object-store")]
+    pub fn object_store(&self) -> Option<&crate::store::ObjectStoreTier> {
+        self.inner.remote.as_ref()
     }
 
     /// Warnings about the cache (read-only or unusable folder, damaged blobs found).
@@ -897,6 +962,10 @@ impl Pyramid {
         if manifest.has_content() {
             now = now.with_content(&self.inner.stack, content_threads())?;
         }
+        #[cfg(feature = "object-store")]
+        if self.inner.remote.is_some() {
+            now = now.portable();
+        }
         let changed: Vec<u32> = manifest
             .sources
             .iter()
@@ -920,6 +989,12 @@ impl Pyramid {
                 self.inner.tiers.invalidate(key);
             }
             self.inner.tiers.disk().replace_manifest(&now);
+            #[cfg(feature = "object-store")]
+            if let Some(remote) = &self.inner.remote
+                && let Err(e) = remote.replace_manifest(&now)
+            {
+                log::warn!("lodcache: {e}");
+            }
             *manifest = now;
         }
         Ok(VerifyReport {
@@ -1199,6 +1274,11 @@ impl Pyramid {
         level == 0 || (level as usize) < self.inner.levels.len() && self.fully_stored(level)
     }
 
+    /// What shard `shard` of a sharded warm-up builds ([`WarmupOptions::with_shard`]).
+    pub fn shard_plan(&self, shard: Shard) -> ShardPlan {
+        ShardPlan::new(&self.inner.levels, shard)
+    }
+
     /// Starts building, in the background, what users will ask for (see [`WarmupHandle`]).
     /// The run stops when the returned handle is cancelled or dropped.
     pub fn warm_up(&self, options: WarmupOptions) -> WarmupHandle {
@@ -1206,13 +1286,29 @@ impl Pyramid {
     }
 
     /// Whether `key` is stored (or being stored) in a tier.
+    /// Whether slice `key` is stored (or being stored): with an object store, in the store
+    /// (the cache every machine shares: a slice only this machine's folder holds is not
+    /// stored for the others), else in any tier.
     fn is_stored(&self, key: SliceKey) -> bool {
+        #[cfg(feature = "object-store")]
+        if let Some(remote) = &self.inner.remote {
+            return remote.contains(key) || self.inner.tiers.is_pending(key);
+        }
         self.inner.tiers.contains(key)
     }
 
     /// Makes and stores slice `key` for a warm-up run (not counted as a request), stopping at
     /// the next slice boundary once `cancel` is set.
     fn warm_slice(&self, key: SliceKey, cancel: &Cancel) -> Result<()> {
+        // A slice this machine holds and the store lacks (stored locally while the store was
+        // down, say) is copied to the store rather than served locally and left out of it.
+        #[cfg(feature = "object-store")]
+        if let Some(remote) = &self.inner.remote
+            && !remote.contains(key)
+            && let Some(blob) = self.inner.tiers.local_blob(key)
+        {
+            return remote.put(key, &blob);
+        }
         let ctx = Ctx {
             cancel: Some(cancel),
             ..Ctx::default()

@@ -5,8 +5,10 @@
 //! - [`DiskStore`]: one file per blob in a cache folder, written atomically, checked on every
 //!   read against the sources it must be made from, invalidated per source slice through a
 //!   manifest, and kept under a byte budget.
-//! - Any other [`Tier`] (an object store, say) goes behind the disk: [`Tiers`] asks the tiers
-//!   in order and promotes what a lower tier finds into the ones above it.
+//! - `ObjectStoreTier` (feature `object-store`, module `object`): blobs as objects in an S3
+//!   bucket shared by every machine, behind the disk.
+//! - Any other [`Tier`] goes behind the disk too: [`Tiers`] asks the tiers in order and
+//!   promotes what a lower tier finds into the ones above it.
 //! - [`Tiers`] owns them all: lookup (memory, the slices waiting to be stored, then each lower
 //!   tier), storing behind the request (background threads encode a generated slice and keep it
 //!   in every tier; until then it is served from a pending map), `contains`, removal, budgets
@@ -20,6 +22,8 @@ pub mod disk;
 mod folder;
 mod manifest;
 pub mod memory;
+#[cfg(feature = "object-store")]
+pub mod object;
 mod storer;
 mod tiers;
 
@@ -32,6 +36,8 @@ pub use disk::{
 };
 pub use manifest::{Fingerprint, Manifest, SourceRecord};
 pub use memory::{MemoryStats, MemoryStore};
+#[cfg(feature = "object-store")]
+pub use object::{ObjectStoreOptions, ObjectStoreStats, ObjectStoreTier, default_local_cache_dir};
 pub use tiers::{Hit, Tiers};
 
 pub use crate::codec::Blob;
@@ -52,7 +58,10 @@ pub type PriorityFn = Arc<dyn Fn(SliceKey) -> f64 + Send + Sync>;
 ///   expects (tiers that store outside the process check every read); anything else is a miss,
 ///   counted, and removed where the tier may remove it.
 /// - `put` then `get` returns the same bytes, unless the blob alone exceeds the budget (then it
-///   is not kept) or the budget evicted it; `remove` makes it a miss.
+///   is not kept) or the budget evicted it; `remove` makes it a miss. A tier shared between
+///   processes (the object store) keeps a sound blob it already holds for the key instead of
+///   replacing it, so that racing writers never overwrite each other (sound blobs of one key
+///   and origin hold the same slice); a damaged or stale one it replaces.
 /// - `contains` is `get` without reading or counting (it may say yes to a blob that a later
 ///   `get` finds damaged).
 /// - Bytes held stay within the budget (the memory tier exactly; others evict down to a share
@@ -63,7 +72,8 @@ pub trait Tier: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// The blob of `key`, if this tier holds a sound one (counted as a hit or a miss).
     fn get(&self, key: SliceKey) -> Option<Blob>;
-    /// Keeps `blob` as the blob of `key`, replacing an older one.
+    /// Keeps `blob` as the blob of `key`, replacing an older one (a shared tier keeps a sound
+    /// one it holds; see the trait's docs).
     ///
     /// # Errors
     /// A write that failed ([`crate::Error::Io`] naming the place); the tier counts it and

@@ -22,6 +22,21 @@ pub(crate) enum BenchCommand {
     /// The HTTP server under load: clients asking for tiles and slices of every level (memory
     /// hits mixed with generated ones), then one client repeating a tile (the response cache)
     Load(LoadArgs),
+    /// Blob reads from an object store with a cold local folder: every stored slice of every
+    /// level read once from the store (GET and the blob's checks), p50, p99, max and bytes/s
+    Store(StoreArgs),
+}
+
+/// Options of `lodcache bench store`.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// The scan folder (warmed into the store first: `lodcache warm SCAN --cache URL`)
+    scan: PathBuf,
+    /// Times each slice is read
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
+    #[command(flatten)]
+    pyramid: PyramidOpts,
 }
 
 /// Options of `lodcache bench table`.
@@ -82,7 +97,67 @@ pub(crate) fn run(command: BenchCommand) -> Outcome {
     match command {
         BenchCommand::Table(a) => table(a),
         BenchCommand::Load(a) => load(a),
+        BenchCommand::Store(a) => store(a),
     }
+}
+
+/// `lodcache bench store`: each read goes to the store itself (not the local tiers), so the
+/// local folder plays no part; the figures are one GET plus the blob's checks.
+fn store(args: StoreArgs) -> Outcome {
+    if args.pyramid.cache_url().is_none() {
+        return Err(Failure::Error(
+            "bench store needs --cache s3://BUCKET/PREFIX".into(),
+        ));
+    }
+    let edge = args.pyramid.edge.unwrap_or_else(default_edge);
+    let pyr = args.pyramid.open(&args.scan, edge, None, None)?;
+    let Some(remote) = pyr.object_store() else {
+        return Err(Failure::Error("no object store opened".into()));
+    };
+    let keys: Vec<lodcache::SliceKey> = pyr
+        .levels()
+        .iter()
+        .skip(1)
+        .flat_map(|l| (0..l.depth).map(move |z| lodcache::SliceKey::new(l.level, z)))
+        .filter(|k| remote.contains(*k))
+        .collect();
+    if keys.is_empty() {
+        return Err(Failure::Error(format!(
+            "nothing stored for {} in {}: warm it first",
+            quote(&args.scan),
+            quote(Path::new(remote.url()))
+        )));
+    }
+    let mut times = Vec::with_capacity(keys.len() * args.rounds as usize);
+    let mut bytes = 0u64;
+    let started = Instant::now();
+    for _ in 0..args.rounds {
+        for &key in &keys {
+            let t = Instant::now();
+            let Some(blob) = remote.get(key) else {
+                return Err(Failure::Error(format!(
+                    "{key} listed in the store but not read from it"
+                )));
+            };
+            times.push(t.elapsed());
+            bytes += blob.len() as u64;
+        }
+    }
+    let total = started.elapsed();
+    times.sort();
+    say!(
+        "{} blob reads from {} ({:.1} MiB, mean {:.1} KiB): p50 {}, p99 {}, max {}; {:.1} MiB/s \
+         on one thread",
+        times.len(),
+        quote(Path::new(&remote.location())),
+        bytes as f64 / f64::from(1 << 20),
+        bytes as f64 / times.len() as f64 / 1024.0,
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(times[times.len() - 1]),
+        bytes as f64 / f64::from(1 << 20) / total.as_secs_f64()
+    );
+    Ok(())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -462,7 +537,7 @@ fn load(args: LoadArgs) -> Outcome {
                 let dir =
                     std::env::temp_dir().join(format!("lodcache-load-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
-                opts.cache = Some(dir.clone());
+                opts.cache = Some(crate::opts::CacheArg::Dir(dir.clone()));
                 scratch = Some(dir);
             }
             let edge = opts.edge.unwrap_or_else(default_edge);

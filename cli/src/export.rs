@@ -61,6 +61,9 @@ pub(crate) fn run(args: ExportArgs) -> Outcome {
         None => None,
     };
     let pyr = args.pyramid.open(&args.scan, edge, args.threads, pool)?;
+    // Printed by `open`; those raised while exporting (a damaged blob or object replaced, an
+    // object store that stopped answering) are printed after the summary.
+    let shown = pyr.warnings().len();
     let started = Instant::now();
     let cancel = crate::term::interrupt();
     let bar = progress_bar();
@@ -102,6 +105,9 @@ pub(crate) fn run(args: ExportArgs) -> Outcome {
         report.generated,
         report.from_cache
     );
+    for w in pyr.warnings().iter().skip(shown) {
+        tell!("warning: {}", clean(w));
+    }
     if crate::term::interrupted() {
         return Err(Failure::Interrupted);
     }

@@ -16,14 +16,16 @@ pub(crate) struct InfoArgs {
     /// The scan folder
     scan: PathBuf,
     /// One JSON object instead of text (`levels[].stored` is that level's slices present in
-    /// the cache; level 0 is the source)
+    /// the cache, in any tier, `levels[].depth` its total and `levels[].complete` whether
+    /// they are equal; level 0 is the source)
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     pyramid: PyramidOpts,
 }
 
-/// Slices of `level` present in the tiers (level 0, the source, always is whole).
+/// Slices of `level` present in the tiers (memory, disk, object store; level 0, the source,
+/// always is whole).
 pub(crate) fn stored(pyr: &Pyramid, level: u32) -> u32 {
     let depth = pyr.levels()[level as usize].depth;
     // Level 0 is the source; a level whose every slice is stored or being stored is whole.
@@ -33,7 +35,11 @@ pub(crate) fn stored(pyr: &Pyramid, level: u32) -> u32 {
     (0..depth)
         .filter(|&z| {
             let key = SliceKey::new(level, z);
-            pyr.disk().contains(key) || pyr.memory().contains(key)
+            // With an object store: the slices every machine sees.
+            match pyr.object_store() {
+                Some(store) => store.contains(key),
+                None => pyr.tiers().contains(key),
+            }
         })
         .count() as u32
 }
@@ -75,6 +81,7 @@ pub(crate) fn run(args: InfoArgs) -> Outcome {
         .map(|l| (*l, stored(&pyr, l.level)))
         .collect();
     let demand = pyr.demand();
+    let store = pyr.object_store().map(|r| (r.location(), r.stats()));
     if args.json {
         let value = json!({
             "scan": args.scan.to_string_lossy(),
@@ -92,9 +99,15 @@ pub(crate) fn run(args: InfoArgs) -> Outcome {
                 "files": cache_size.0,
                 "bytes": cache_size.1,
             })),
+            "store": store.as_ref().map(|(location, s)| json!({
+                "url": args.pyramid.cache_url(),
+                "location": location,
+                "objects": s.objects,
+                "bytes": s.bytes,
+            })),
             "levels": levels.iter().map(|(l, s)| json!({
                 "level": l.level, "width": l.width, "height": l.height, "depth": l.depth,
-                "sample_type": l.sample_type.name(), "stored": s,
+                "sample_type": l.sample_type.name(), "stored": s, "complete": *s == l.depth,
             })).collect::<Vec<Value>>(),
             "demand": demand.levels.iter().map(|d| json!({
                 "level": d.level, "score": d.score, "share": d.share,
@@ -131,6 +144,14 @@ pub(crate) fn run(args: InfoArgs) -> Outcome {
             cache_size.1 as f64 / f64::from(1 << 20)
         ),
         None => say!("cache      none (--no-cache)"),
+    }
+    if let Some((location, s)) = &store {
+        say!(
+            "store      {}: {} blobs, {:.1} MiB",
+            quote(Path::new(location)),
+            s.objects,
+            s.bytes as f64 / f64::from(1 << 20)
+        );
     }
     say!("edge       {edge}");
     if let Some(note) = &note {

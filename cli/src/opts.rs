@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 use lodcache::{LevelRule, Pyramid, Stack};
 
 use crate::term::{clean, quote};
@@ -24,9 +25,32 @@ pub(crate) struct PyramidOpts {
     /// rule; `serve` goes down to 64 on scans where 500 gives no level]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) edge: Option<u32>,
-    /// The cache folder [default: SCAN/.lodcache, or a per-user folder when SCAN is read-only]
-    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
-    pub(crate) cache: Option<PathBuf>,
+    /// The cache: a folder, or an object store shared by several machines, s3://BUCKET/PREFIX
+    /// (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; a local folder stays in
+    /// front of it, see --local-cache) [default: SCAN/.lodcache, or a per-user folder when SCAN
+    /// is read-only]
+    #[arg(
+        long,
+        value_name = "DIR|URL",
+        conflicts_with = "no_cache",
+        value_parser = clap::builder::OsStringValueParser::new().try_map(parse_cache)
+    )]
+    pub(crate) cache: Option<CacheArg>,
+    /// With --cache s3://...: the local folder in front of the store [default: a per-user
+    /// folder, $XDG_CACHE_HOME/lodcache/NAME-HASH; on a cluster, the node's local disk]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) local_cache: Option<PathBuf>,
+    /// With --cache s3://...: the S3-compatible server, e.g. http://127.0.0.1:8333
+    /// (path-style requests, plain HTTP allowed) [default: AWS_ENDPOINT_URL, else Amazon S3]
+    #[arg(long, value_name = "URL")]
+    pub(crate) s3_endpoint: Option<String>,
+    /// With --cache s3://...: bytes of this scan's blobs kept in the store, with a unit (50G);
+    /// past it the least valuable go [default: no limit]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) s3_budget: Option<u64>,
+    /// With --cache s3://...: timeout of one request to the store, e.g. 10s [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) s3_timeout: Option<Duration>,
     /// Keep nothing on disk: cache in memory only
     #[arg(long)]
     pub(crate) no_cache: bool,
@@ -42,6 +66,27 @@ pub(crate) struct PyramidOpts {
     /// for an existing cache folder rebuilds it once
     #[arg(long)]
     pub(crate) content_check: bool,
+}
+
+/// Where the cache is: a folder, or an object store (behind a local folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CacheArg {
+    /// A cache folder.
+    Dir(PathBuf),
+    /// An object store URL, `s3://bucket/prefix`.
+    Url(String),
+}
+
+/// `--cache`: a URL when it has a scheme (`s3://...`; others are refused by name), else a
+/// folder (any bytes).
+fn parse_cache(text: std::ffi::OsString) -> Result<CacheArg, String> {
+    match text.to_str() {
+        Some(t) if t.starts_with("s3://") => Ok(CacheArg::Url(t.to_string())),
+        Some(t) if t.contains("://") => Err(format!(
+            "{t:?}: only s3:// URLs are supported (S3 and S3-compatible servers)"
+        )),
+        _ => Ok(CacheArg::Dir(PathBuf::from(text))),
+    }
 }
 
 impl PyramidOpts {
@@ -62,8 +107,36 @@ impl PyramidOpts {
             .with_edge(edge)
             .with_disk_cache(!self.no_cache)
             .with_content_check(self.content_check);
-        if let Some(dir) = &self.cache {
-            builder = builder.with_cache_dir(dir);
+        match &self.cache {
+            Some(CacheArg::Dir(dir)) => builder = builder.with_cache_dir(dir),
+            Some(CacheArg::Url(url)) => {
+                let mut store = lodcache::store::ObjectStoreOptions::new(url);
+                if let Some(e) = &self.s3_endpoint {
+                    store = store.with_endpoint(e);
+                }
+                if let Some(b) = self.s3_budget {
+                    store = store.with_budget(b);
+                }
+                if let Some(t) = self.s3_timeout {
+                    store = store.with_timeout(t);
+                }
+                builder = builder.with_object_store(store);
+                if let Some(dir) = &self.local_cache {
+                    builder = builder.with_cache_dir(dir);
+                }
+            }
+            None => {}
+        }
+        if !matches!(self.cache, Some(CacheArg::Url(_))) {
+            let stray = [
+                (self.local_cache.is_some(), "--local-cache"),
+                (self.s3_endpoint.is_some(), "--s3-endpoint"),
+                (self.s3_budget.is_some(), "--s3-budget"),
+                (self.s3_timeout.is_some(), "--s3-timeout"),
+            ];
+            if let Some((_, name)) = stray.iter().find(|(given, _)| *given) {
+                return Err(format!("{name} needs --cache s3://BUCKET/PREFIX"));
+            }
         }
         if let Some(bytes) = self.memory {
             builder = builder.with_memory_budget(bytes);
@@ -83,16 +156,28 @@ impl PyramidOpts {
         Ok(pyr)
     }
 
-    /// The cache folder these options name for `scan` (`None` with `--no-cache`).
+    /// The cache folder these options name for `scan` (`None` with `--no-cache`): with an
+    /// object store, the local folder in front of it.
     pub(crate) fn cache_dir(&self, scan: &Path) -> Option<PathBuf> {
         if self.no_cache {
             return None;
         }
-        Some(
-            self.cache
+        Some(match &self.cache {
+            Some(CacheArg::Dir(dir)) => dir.clone(),
+            Some(CacheArg::Url(url)) => self
+                .local_cache
                 .clone()
-                .unwrap_or_else(|| lodcache::store::default_cache_dir(scan)),
-        )
+                .unwrap_or_else(|| lodcache::store::default_local_cache_dir(scan, url)),
+            None => lodcache::store::default_cache_dir(scan),
+        })
+    }
+
+    /// The object store URL these options name, if any.
+    pub(crate) fn cache_url(&self) -> Option<&str> {
+        match &self.cache {
+            Some(CacheArg::Url(url)) => Some(url),
+            _ => None,
+        }
     }
 }
 
@@ -220,6 +305,23 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("3 days").is_err());
         assert!(parse_duration("1e999s").is_err());
+    }
+
+    #[test]
+    fn caches_are_folders_or_s3_urls() {
+        assert_eq!(
+            parse_cache("s3://b/p".into()),
+            Ok(CacheArg::Url("s3://b/p".into()))
+        );
+        assert_eq!(
+            parse_cache("some/dir".into()),
+            Ok(CacheArg::Dir("some/dir".into()))
+        );
+        assert!(
+            parse_cache("gs://b/p".into())
+                .unwrap_err()
+                .contains("only s3://")
+        );
     }
 
     #[test]

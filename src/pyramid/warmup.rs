@@ -23,6 +23,8 @@ pub struct WarmupOptions {
     /// Threads making slices. Default: 1 (0 counts as 1, more than [`MAX_THREADS`] as
     /// [`MAX_THREADS`]), which leaves the other cores to the viewer.
     pub threads: usize,
+    /// Builds only this shard's share (see [`ShardPlan`]). Default: `None` (everything).
+    pub shard: Option<Shard>,
 }
 
 impl WarmupOptions {
@@ -48,6 +50,131 @@ impl WarmupOptions {
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
         self
+    }
+
+    /// Builds only `shard`'s share, so that processes on several machines split the work
+    /// (see [`ShardPlan`]). Default: everything.
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = Some(shard);
+        self
+    }
+}
+
+/// One share of a warm-up split over `count` processes (a Slurm job array, a Kubernetes
+/// Indexed Job): shard `index` (0-based) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shard {
+    index: u32,
+    count: u32,
+}
+
+impl Shard {
+    /// Shard `index` (0-based) of `count`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `count` is 0 or `index` is not below it.
+    pub fn new(index: u32, count: u32) -> Result<Shard> {
+        if count == 0 || index >= count {
+            return Err(Error::invalid(
+                "shard",
+                format!(
+                    "{index}/{count}; the index must be 0 to count - 1 and the count at least 1"
+                ),
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The index, 0-based.
+    pub fn index(self) -> u32 {
+        self.index
+    }
+
+    /// The number of shards.
+    pub fn count(self) -> u32 {
+        self.count
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// What one shard of a warm-up builds ([`crate::Pyramid::shard_plan`]).
+///
+/// The slices of the **split level** are cut into `count` contiguous ranges of (nearly) equal
+/// length, and shard `i` takes range `i` and everything below it: at level `l` the slices
+/// `[a * 2^(s - l), b * 2^(s - l))` for its range `[a, b)` of split-level slices `s`. Those are
+/// exactly the slices its range is made from, down to the level-1 slices, and they are made
+/// from a contiguous range of source slices. So each shard owns whole subtrees: it builds every
+/// level up to the split level without reading another shard's work, the shards together
+/// leave every level up to the split level complete, and no two of them ever make (or write)
+/// the same slice.
+///
+/// The split level is the coarsest level (the pyramid's last) when it has at least as many
+/// slices as there are shards: then nothing is left over. With more shards than that, it is the
+/// coarsest level that has at least as many slices as shards (level 1 at least; shards beyond
+/// its slice count get nothing), and the levels above it are **leftovers**, built by a final
+/// pass once every shard is done (an unsharded warm-up, which reads the split level's slices
+/// from the tiers instead of the sources).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardPlan {
+    /// The shard.
+    pub shard: Shard,
+    /// The level whose slices are split into ranges (0 when the pyramid has no level).
+    pub split_level: u32,
+    /// For each level from 1 to the split level, the slices this shard builds.
+    pub ranges: Vec<(u32, std::ops::Range<u32>)>,
+    /// Levels above the split level, left to a final pass (empty when the coarsest level has
+    /// at least as many slices as there are shards).
+    pub leftover: Vec<u32>,
+}
+
+impl ShardPlan {
+    /// The plan of `shard` over `levels` (level 0 first, as [`crate::Pyramid::levels`]).
+    pub fn new(levels: &[LevelInfo], shard: Shard) -> ShardPlan {
+        let last = levels.len().saturating_sub(1) as u32;
+        if last == 0 {
+            return ShardPlan {
+                shard,
+                split_level: 0,
+                ranges: Vec::new(),
+                leftover: Vec::new(),
+            };
+        }
+        let split = (1..=last)
+            .rev()
+            .find(|&l| levels[l as usize].depth >= shard.count)
+            .unwrap_or(1);
+        let depth = u64::from(levels[split as usize].depth);
+        let cut = |i: u32| (u64::from(i) * depth / u64::from(shard.count)) as u32;
+        let (a, b) = (cut(shard.index), cut(shard.index + 1));
+        let ranges = (1..=split)
+            .map(|l| {
+                let k = split - l;
+                let d = levels[l as usize].depth;
+                let start = (u64::from(a) << k).min(u64::from(d)) as u32;
+                let end = (u64::from(b) << k).min(u64::from(d)) as u32;
+                (l, start..end)
+            })
+            .collect();
+        ShardPlan {
+            shard,
+            split_level: split,
+            ranges,
+            leftover: (split + 1..=last).collect(),
+        }
+    }
+
+    /// The slices of `level` this shard builds (empty for leftover levels).
+    pub fn range(&self, level: u32) -> std::ops::Range<u32> {
+        self.ranges
+            .iter()
+            .find(|(l, _)| *l == level)
+            .map_or(0..0, |(_, r)| r.clone())
     }
 }
 
@@ -181,6 +308,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// - **Budgets**: a time budget and a byte budget (bytes of blobs stored while the run went)
 ///   end the run early, with the outcome [`WarmupOutcome::BudgetReached`].
 /// - **Cancel** takes effect between slices: within one slice's work.
+/// - **Shards** ([`WarmupOptions::with_shard`]): only the shard's ranges of the levels up to
+///   the split level (see [`ShardPlan`]); its reports count those slices only.
 #[derive(Debug)]
 pub struct WarmupHandle {
     shared: Arc<Shared>,
@@ -377,16 +506,24 @@ fn run(pyramid: &Pyramid, options: &WarmupOptions, shared: &Shared) -> WarmupOut
             };
         }
     };
-    // The work list: every slice of the chosen levels not stored yet, level by level.
+    // The work list: every slice of the chosen levels not stored yet, level by level (of a
+    // shard: its ranges, and no leftover level).
+    let shard = options.shard.map(|s| ShardPlan::new(pyramid.levels(), s));
     let mut work = Vec::new();
     let mut levels = Vec::new();
     for &l in &order {
         let info = pyramid.levels()[l as usize];
-        let missing: Vec<SliceKey> = (0..info.depth)
+        let range = match &shard {
+            Some(plan) if l > plan.split_level => continue,
+            Some(plan) => plan.range(l),
+            None => 0..info.depth,
+        };
+        let mine = (range.end - range.start) as u64;
+        let missing: Vec<SliceKey> = range
             .map(|z| SliceKey::new(l, z))
             .filter(|k| !pyramid.is_stored(*k))
             .collect();
-        let already = u64::from(info.depth) - missing.len() as u64;
+        let already = mine - missing.len() as u64;
         shared.already.fetch_add(already, Ordering::Relaxed);
         levels.push((info, already, AtomicU64::new(0), AtomicU64::new(0)));
         work.extend(missing);
@@ -490,5 +627,83 @@ fn run(pyramid: &Pyramid, options: &WarmupOptions, shared: &Shared) -> WarmupOut
             error: error.unwrap_or_else(|| Error::internal("warm-up", "failed without an error")),
             report,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::LevelRule;
+    use crate::slice::SampleType;
+
+    fn levels(depth: u32, edge: u32) -> Vec<LevelInfo> {
+        LevelRule::default()
+            .with_edge(edge)
+            .levels(256, 256, depth, SampleType::U16)
+            .unwrap()
+    }
+
+    #[test]
+    fn shards_split_every_level_into_whole_subtrees_without_overlap() {
+        for depth in [1, 2, 3, 7, 8, 9, 31, 64, 100, 257] {
+            for edge in [16, 40, 100] {
+                let levels = levels(depth, edge);
+                let last = levels.len() as u32 - 1;
+                for count in [1, 2, 3, 4, 5, 8, 13, 32, 300] {
+                    let plans: Vec<ShardPlan> = (0..count)
+                        .map(|i| ShardPlan::new(&levels, Shard::new(i, count).unwrap()))
+                        .collect();
+                    let split = plans[0].split_level;
+                    let what = format!("depth {depth}, edge {edge}, {count} shards");
+                    assert!(plans.iter().all(|p| p.split_level == split), "{what}");
+                    if last == 0 {
+                        assert_eq!(split, 0, "{what}");
+                        continue;
+                    }
+                    // No leftovers when the coarsest level has a slice per shard.
+                    let enough = levels[last as usize].depth >= count;
+                    assert_eq!(plans[0].leftover.is_empty(), enough, "{what}");
+                    assert_eq!(
+                        plans[0].leftover,
+                        (split + 1..=last).collect::<Vec<_>>(),
+                        "{what}"
+                    );
+                    for l in 1..=split {
+                        // Every slice of the level in exactly one shard.
+                        let mut owner = vec![None; levels[l as usize].depth as usize];
+                        for (i, p) in plans.iter().enumerate() {
+                            for z in p.range(l) {
+                                assert_eq!(owner[z as usize], None, "{what}: level {l} slice {z}");
+                                owner[z as usize] = Some(i);
+                            }
+                        }
+                        assert!(owner.iter().all(Option::is_some), "{what}: level {l}");
+                        // A slice's children belong to its shard.
+                        if l >= 2 {
+                            let below = levels[l as usize - 1].depth;
+                            for (i, p) in plans.iter().enumerate() {
+                                for z in p.range(l) {
+                                    for c in [2 * z, 2 * z + 1].into_iter().filter(|&c| c < below) {
+                                        assert!(
+                                            p.range(l - 1).contains(&c),
+                                            "{what}: shard {i} has {l}/{z} but not {}/{c}",
+                                            l - 1
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shards_are_checked() {
+        assert!(Shard::new(0, 0).is_err());
+        assert!(Shard::new(4, 4).is_err());
+        let s = Shard::new(3, 4).unwrap();
+        assert_eq!((s.index(), s.count(), s.to_string()), (3, 4, "3/4".into()));
     }
 }

@@ -300,13 +300,25 @@ pub fn default_cache_dir(stack_dir: impl AsRef<Path>) -> PathBuf {
 }
 
 fn user_cache_dir(stack_dir: &Path) -> PathBuf {
+    user_cache_dir_for(stack_dir, b"")
+}
+
+/// `$XDG_CACHE_HOME/lodcache/<name>-<hash of the stack's absolute path and salt>` (`~/.cache`
+/// when `XDG_CACHE_HOME` is unset; an empty salt gives the per-user folder of
+/// [`default_cache_dir`]).
+pub(crate) fn user_cache_dir_for(stack_dir: &Path, salt: &[u8]) -> PathBuf {
     let root = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
     let absolute = std::fs::canonicalize(stack_dir).unwrap_or_else(|_| stack_dir.to_path_buf());
-    let hash = xxhash_rust::xxh3::xxh3_64(absolute.as_os_str().as_encoded_bytes());
+    let mut key = absolute.as_os_str().as_encoded_bytes().to_vec();
+    if !salt.is_empty() {
+        key.push(0);
+        key.extend_from_slice(salt);
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(&key);
     let name: String = absolute
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

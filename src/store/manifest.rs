@@ -202,6 +202,31 @@ impl Manifest {
         Ok(self)
     }
 
+    /// The same manifest as every machine sees it, for a cache shared between machines (the
+    /// object-store tier): no inode numbers (a copy of the scan on another file system has
+    /// others, while names, sizes, modification times and contents stay) and no stack path.
+    pub fn portable(mut self) -> Manifest {
+        for record in &mut self.sources {
+            record.inode = 0;
+        }
+        self.stack = String::new();
+        self
+    }
+
+    /// A hash of everything blobs depend on: the stack's identity, the format version and
+    /// every source record (not the stack path).
+    #[cfg(feature = "object-store")]
+    pub(crate) fn sources_id(&self) -> u64 {
+        let mut h = Xxh3::new();
+        h.update(&self.stack_id().to_le_bytes());
+        h.update(&self.manifest_version.to_le_bytes());
+        h.update(&self.format_version.to_le_bytes());
+        for record in &self.sources {
+            h.update(&record.hash().to_le_bytes());
+        }
+        h.digest()
+    }
+
     /// Whether the content check is on (every source has a content hash).
     pub fn has_content(&self) -> bool {
         !self.sources.is_empty() && self.sources.iter().all(|s| s.content.is_some())

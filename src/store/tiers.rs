@@ -178,6 +178,22 @@ impl Tiers {
             || self.inner.lower.iter().any(|t| t.contains(key))
     }
 
+    /// Whether slice `key` was generated and waits to be stored.
+    #[cfg(feature = "object-store")]
+    pub(crate) fn is_pending(&self, key: SliceKey) -> bool {
+        self.inner.storer.is_pending(key)
+    }
+
+    /// The blob of `key` from memory or the disk (checked as every read is), without asking
+    /// the tiers behind the disk.
+    #[cfg(feature = "object-store")]
+    pub(crate) fn local_blob(&self, key: SliceKey) -> Option<Blob> {
+        self.inner
+            .memory
+            .peek(key)
+            .or_else(|| Tier::get(&self.inner.disk, key))
+    }
+
     /// Drops slice `key` from every tier, the pending map included (its sources changed).
     pub fn invalidate(&self, key: SliceKey) {
         self.inner.storer.forget(key);

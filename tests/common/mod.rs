@@ -13,16 +13,22 @@
     reason = "shared by every test crate, each using a subset"
 )]
 
+#[cfg(feature = "object-store")]
+mod bucket;
 mod files;
 mod formats;
 mod naive;
 mod process;
+mod s3;
 mod samples;
 mod scan;
 
+#[cfg(feature = "object-store")]
+pub use bucket::*;
 pub use files::*;
 pub use formats::*;
 pub use naive::*;
 pub use process::*;
+pub use s3::*;
 pub use samples::*;
 pub use scan::*;
