@@ -312,15 +312,19 @@ fn compressed_chunks_are_cached_and_answer_head_range_etag_and_cors() {
 }
 
 #[test]
-fn sixteen_chunks_of_one_slice_decode_it_once() {
+fn metadata_reads_nothing_and_sixteen_chunks_of_one_slice_decode_it_once() {
     // A 1100 x 700 scan in 1 x 128 x 128 chunks: slice 3 of level 0 is 9 x 6 chunks.
     let tmp = tempfile::tempdir().unwrap();
     let stack = tmp.path().join("stack");
     Phantom::new(1100, 700, 6).write(&stack).unwrap();
     let s = Server::start(&stack, &["--no-cache", "--zarr-chunks", "1,128,128"]);
-    // The first request of a store makes its layout (reading the coarsest level whole).
-    s.json("/zarr/.zattrs");
+    // The first request of a store makes its layout from what the server read when it
+    // started: no pass over the scan.
+    let started = s.json("/api/stats")["source_slices"].as_u64().unwrap();
+    let attrs = s.json("/zarr/.zattrs");
+    assert!(attrs["omero"]["channels"][0]["window"]["end"].is_number());
     let before = s.json("/api/stats")["source_slices"].as_u64().unwrap();
+    assert_eq!(before, started, "the store's metadata read no source slice");
     for iy in 0..4 {
         for ix in 0..4 {
             assert_eq!(s.get(&format!("/zarr/0/3/{iy}/{ix}")).status, 200);

@@ -26,7 +26,7 @@ use lodcache::zarr::{ChunkShape, Compression, Node, PrecomputedNode, Window, Zar
 use serde_json::Value;
 
 use super::{App, Encoded, Fail, ResponseKey, Shared, json_response};
-use crate::server::work::{self, Ask};
+use crate::server::work::Ask;
 
 /// Chunk requests in flight (waiting or running) per place of the blocking pool; beyond it a
 /// chunk request is answered 503 with `Retry-After`.
@@ -53,31 +53,28 @@ pub(crate) enum Store {
 }
 
 impl App {
-    /// The layout of the served stores, made on first use: its display window needs the
-    /// coarsest level whole (a heavy request when that level is not stored yet).
+    /// The layout of the served stores, made on first use. Its display window (the `omero`
+    /// block) is the 0.5 and 99.5 percentiles of the coarsest level's middle slice, which the
+    /// server read when it started: the first request of a store costs no pass over the scan
+    /// (an exported store's window comes from the whole coarsest level).
     async fn zarr_layout(self: &Arc<Self>) -> Result<Arc<ZarrLayout>, Fail> {
         if let Some(l) = self.zarr.get() {
             return Ok(Arc::clone(l));
         }
         let top = self.pyr.levels().len() as u32 - 1;
-        let heavy = if self.pyr.is_level_stored(top) {
-            None
-        } else {
-            Some(self.heavy_place_for(top)?)
-        };
+        let middle = self.pyr.levels()[top as usize].depth / 2;
         let made = self
             .zarr
             .get_or_try_init(|| async {
                 self.blocking(move |app, cancel| {
-                    let _heavy = heavy;
                     let ask = Ask {
                         cancel: cancel.clone(),
                         preview: true,
                     };
-                    let volume = work::volume(&app.pyr, top, &ask).map_err(|e| app.fail(&e))?;
+                    let (held, _) = app.held(top, middle, &ask)?;
                     let layout = layout_of(&app.pyr, app.zarr_opts)
                         .map_err(|e| Fail::new(500, e))?
-                        .with_window(Window::of_volume(volume.pixels()))
+                        .with_window(Window::of_volume(held.slice.pixels()))
                         .with_name(app.name.clone());
                     Ok(Arc::new(layout))
                 })
