@@ -70,7 +70,10 @@ pub(crate) fn run(args: ExportArgs) -> Outcome {
     let edge = args.pyramid.edge.unwrap_or_else(default_edge);
     let stack = Stack::open(&args.scan)
         .map_err(|e| format!("opening {}: {}", quote(&args.scan), clean(&e.to_string())))?;
-    if let Some(note) = no_level_note(&stack, edge) {
+    // An OME-Zarr store of level 0 alone is still a conversion.
+    if let Some(note) = no_level_note(&stack, edge)
+        && args.format == Format::Ctharvester
+    {
         return Err(Failure::Error(format!("nothing to export: {note}")));
     }
     drop(stack);

@@ -140,6 +140,42 @@ fn zarr_v3_store_with_shards_by_default_blosc() {
 }
 
 #[test]
+fn a_scan_without_levels_is_still_converted_with_level_0_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stack = tmp.path().join("small");
+    Phantom::new(60, 40, 3).write(&stack).unwrap();
+    let out = tmp.path().join("small.ome.zarr");
+    let (o, stdout, stderr) = run(&[
+        "export",
+        arg(&stack),
+        arg(&out),
+        "--format",
+        "ome-zarr",
+        "--no-cache",
+    ]);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("1 levels"), "{stdout}");
+    let ms = &json(&out.join("zarr.json"))["attributes"]["ome"]["multiscales"][0];
+    assert_eq!(ms["datasets"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&out.join("0/zarr.json"))["shape"],
+        serde_json::json!([3, 40, 60])
+    );
+    // The CTHarvester layout has nothing to write there, and says which option gives levels.
+    let (o, _, stderr) = run(&[
+        "export",
+        arg(&stack),
+        arg(&tmp.path().join("cth")),
+        "--no-cache",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("nothing to export") && stderr.contains("--edge"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn options_of_the_other_format_are_refused_by_name_and_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let stack = phantom(tmp.path());
