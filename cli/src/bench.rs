@@ -552,6 +552,7 @@ fn load(args: LoadArgs) -> Outcome {
                     slice_cache: 256 << 20,
                     blocking: 32,
                     heavy: 2,
+                    zarr: crate::server::ZarrOpts::default(),
                 },
                 crate::server::ConnLimits::default(),
             )?;

@@ -82,6 +82,7 @@ pub(crate) fn run(args: InfoArgs) -> Outcome {
         .collect();
     let demand = pyr.demand();
     let store = pyr.object_store().map(|r| (r.location(), r.stats()));
+    let voxel = pyr.voxel_size();
     if args.json {
         let value = json!({
             "scan": args.scan.to_string_lossy(),
@@ -93,6 +94,10 @@ pub(crate) fn run(args: InfoArgs) -> Outcome {
             "pattern": format!("{}<n>.{}", stack.prefix(), stack.extension()),
             "gaps": stack.gaps().iter().map(|g| json!([g.start(), g.end()])).collect::<Vec<_>>(),
             "edge": edge,
+            "voxel_size": voxel.as_ref().map(|v| json!({
+                "x": v.x, "y": v.y, "z": v.z, "unit": "micrometer",
+                "source": clean(&v.source.to_string()),
+            })),
             "note": note,
             "cache": cache.as_ref().map(|d| json!({
                 "dir": d.to_string_lossy(),
@@ -154,6 +159,18 @@ pub(crate) fn run(args: InfoArgs) -> Outcome {
         );
     }
     say!("edge       {edge}");
+    match &voxel {
+        Some(v) => say!(
+            "voxel      {} x {} x {} µm (x, y, z; {})",
+            v.x,
+            v.y,
+            v.z,
+            clean(&v.source.to_string())
+        ),
+        None => say!(
+            "voxel      unknown (no resolution tags or scanner log; --voxel-size X,Y,Z sets it)"
+        ),
+    }
     if let Some(note) = &note {
         say!("note       {note}");
     }

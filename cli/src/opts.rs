@@ -66,6 +66,10 @@ pub(crate) struct PyramidOpts {
     /// for an existing cache folder rebuilds it once
     #[arg(long)]
     pub(crate) content_check: bool,
+    /// The physical size of a source voxel, X,Y,Z in micrometres (e.g. 4.5,4.5,4.5),
+    /// overriding what the scan says (TIFF resolution tags, ImageJ, a scanner log)
+    #[arg(long, value_name = "X,Y,Z", value_parser = parse_voxel_size)]
+    pub(crate) voxel_size: Option<[f64; 3]>,
 }
 
 /// Where the cache is: a folder, or an object store (behind a local folder).
@@ -146,6 +150,9 @@ impl PyramidOpts {
         }
         if let Some(pool) = pool {
             builder = builder.with_thread_pool(pool);
+        }
+        if let Some(xyz) = self.voxel_size {
+            builder = builder.with_voxel_size(xyz);
         }
         let pyr = builder
             .build()
@@ -281,6 +288,35 @@ pub(crate) fn parse_threads(text: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+/// Parses a voxel size `X,Y,Z` in micrometres: three finite numbers above 0.
+pub(crate) fn parse_voxel_size(text: &str) -> Result<[f64; 3], String> {
+    let values: Vec<Option<f64>> = text
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v > 0.0)
+        })
+        .collect();
+    match values[..] {
+        [Some(x), Some(y), Some(z)] => Ok([x, y, z]),
+        _ => Err(format!(
+            "{text:?}: give X,Y,Z in micrometres, three numbers above 0 (e.g. 4.5,4.5,4.5)"
+        )),
+    }
+}
+
+/// Parses a chunk or shard shape `Z,Y,X` (e.g. `1,512,512`, `64,64,64`).
+pub(crate) fn parse_chunks(text: &str) -> Result<lodcache::zarr::ChunkShape, String> {
+    lodcache::zarr::ChunkShape::parse(text).map_err(|e| clean(&e.to_string()))
+}
+
+/// Parses a Zarr compression: `blosc-lz4`, `zstd`, `zstd:N` or `none`.
+pub(crate) fn parse_compression(text: &str) -> Result<lodcache::zarr::Compression, String> {
+    lodcache::zarr::Compression::parse(text).map_err(|e| clean(&e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +358,16 @@ mod tests {
                 .unwrap_err()
                 .contains("only s3://")
         );
+    }
+
+    #[test]
+    fn voxel_sizes_are_three_positive_numbers() {
+        assert_eq!(parse_voxel_size("4.5,4.5,9"), Ok([4.5, 4.5, 9.0]));
+        for bad in [
+            "4.5,4.5", "1,2,3,4", "0,1,1", "-1,1,1", "a,b,c", "inf,1,1", "",
+        ] {
+            assert!(parse_voxel_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

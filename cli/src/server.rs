@@ -22,7 +22,7 @@ use clap::Args;
 use lodcache::{Pyramid, Stack};
 use tokio::sync::watch;
 
-pub(crate) use app::Limits;
+pub(crate) use app::{Limits, ZarrOpts};
 pub(crate) use net::ConnLimits;
 
 use crate::opts::{PyramidOpts, default_edge, no_level_note, parse_duration, parse_size};
@@ -60,6 +60,14 @@ pub(crate) struct ServeArgs {
     /// A connection with no request in progress for this long is closed
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     idle_timeout: std::time::Duration,
+    /// Chunk shape Z,Y,X of the OME-Zarr (/zarr/, /zarr3/) and precomputed (/precomputed/)
+    /// stores, cut to each level's shape (e.g. 64,64,64 for 3D viewers)
+    #[arg(long, value_name = "Z,Y,X", value_parser = crate::opts::parse_chunks, default_value = "1,512,512")]
+    zarr_chunks: lodcache::zarr::ChunkShape,
+    /// Compression of OME-Zarr chunks: blosc-lz4, zstd (zstd:N for level N) or none
+    /// (precomputed chunks are raw)
+    #[arg(long, value_name = "NAME", value_parser = crate::opts::parse_compression, default_value = "blosc-lz4")]
+    zarr_compression: lodcache::zarr::Compression,
     #[command(flatten)]
     pyramid: PyramidOpts,
 }
@@ -226,11 +234,18 @@ pub(crate) fn run(args: ServeArgs) -> Outcome {
     let scan = crate::scan_or_sample(args.scan)?;
     let edge = serve_edge(&scan, args.pyramid.edge)?;
     let pyr = args.pyramid.open(&scan, edge, None, None)?;
+    let zarr = ZarrOpts {
+        chunk: args.zarr_chunks,
+        compression: args.zarr_compression,
+    };
+    // A chunk shape the library refuses is an error now, not on the first request.
+    app::layout_of(&pyr, zarr)?;
     let limits = Limits {
         response_cache: args.response_cache,
         slice_cache: 256 << 20,
         blocking: 32,
         heavy: args.max_heavy.map_or_else(default_heavy, |n| n as usize),
+        zarr,
     };
     let levels = pyr.levels().len();
     let signals = Signals::catch()?;

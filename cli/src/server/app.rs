@@ -28,6 +28,10 @@ use super::guard::{Guard, check_request};
 use super::render::{self, ImageQuery, TILE};
 use super::work::{self, Ask};
 
+mod zarr;
+
+pub(crate) use zarr::{ZarrOpts, layout_of};
+
 const PAGE: &str = include_str!("../../assets/viewer.html");
 
 /// A request's failure: an HTTP status and a message for the JSON body `{"error": ...}`.
@@ -95,9 +99,14 @@ struct Held {
     hash: u64,
 }
 
-/// Key of the response cache: level, z, tile (`u32::MAX` for a whole slice), format and
-/// window bits.
-type ResponseKey = (u32, u32, (u32, u32), bool, u64, u64);
+/// Key of the response cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ResponseKey {
+    /// An image: level, z, tile (`u32::MAX` for a whole slice), format and window bits.
+    Image(u32, u32, (u32, u32), bool, u64, u64),
+    /// A chunk (or shard) of a Zarr or precomputed store: store, level and index.
+    Chunk(zarr::Store, u32, [u32; 3]),
+}
 
 /// The server's shared state.
 #[derive(Debug)]
@@ -129,6 +138,13 @@ pub(crate) struct App {
     luts: render::Luts,
     /// Heavy builds in progress: level -> (slices done, total).
     building: Mutex<BTreeMap<u32, (u64, u64)>>,
+    /// How Zarr and precomputed chunks are cut and compressed.
+    zarr_opts: ZarrOpts,
+    /// The Zarr and precomputed layout, made on first use (it needs the coarsest level).
+    zarr: tokio::sync::OnceCell<Arc<lodcache::zarr::ZarrLayout>>,
+    /// Places for chunk requests in flight; none left is a 503.
+    chunk_queue: Arc<Semaphore>,
+    chunk_queue_limit: usize,
 }
 
 /// Sizes of the server's own caches and pools.
@@ -142,6 +158,8 @@ pub(crate) struct Limits {
     pub(crate) blocking: usize,
     /// Heavy requests at once; more get 503 with `Retry-After`.
     pub(crate) heavy: usize,
+    /// How Zarr and precomputed chunks are cut and compressed.
+    pub(crate) zarr: ZarrOpts,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -215,6 +233,10 @@ impl App {
             histogram: OnceLock::new(),
             luts: render::Luts::default(),
             building: Mutex::new(BTreeMap::new()),
+            zarr_opts: limits.zarr,
+            zarr: tokio::sync::OnceCell::new(),
+            chunk_queue: Arc::new(Semaphore::new(limits.blocking.max(1) * zarr::CHUNK_QUEUE)),
+            chunk_queue_limit: limits.blocking.max(1) * zarr::CHUNK_QUEUE,
             pyr,
         })
     }
@@ -374,7 +396,7 @@ impl App {
             "levels": levels,
             "window": [self.window.0, self.window.1],
             "tile": TILE,
-            "voxel_size": Value::Null,
+            "voxel_size": self.pyr.voxel_size().map(|v| [v.x, v.y, v.z]),
         })
     }
 
@@ -629,7 +651,7 @@ async fn image(
         }
     };
     let (wlo, whi) = if png { q.window } else { (0.0, 0.0) };
-    let key: ResponseKey = (
+    let key = ResponseKey::Image(
         level,
         z,
         tile.unwrap_or((u32::MAX, u32::MAX)),
@@ -662,18 +684,19 @@ async fn image(
             };
             let (held, from) = app.held(level, z, &ask)?;
             let mut h = xxhash_rust::xxh3::Xxh3::new();
+            let (tile_y, tile_x) = tile.unwrap_or((u32::MAX, u32::MAX));
             for n in [
                 held.hash,
                 u64::from(level),
                 u64::from(z),
-                key.2.0.into(),
-                key.2.1.into(),
+                tile_y.into(),
+                tile_x.into(),
             ] {
                 h.update(&n.to_le_bytes());
             }
             h.update(&[u8::from(png)]);
-            h.update(&key.4.to_le_bytes());
-            h.update(&key.5.to_le_bytes());
+            h.update(&wlo.to_bits().to_le_bytes());
+            h.update(&whi.to_bits().to_le_bytes());
             let etag = format!("\"{:016x}\"", h.digest());
             let part = render::crop(&held.slice, rect.0, rect.1, rect.2, rect.3)?;
             let (body, content_type) = if png {
@@ -937,6 +960,9 @@ pub(crate) fn router(app: Arc<App>, guard: Arc<Guard>) -> Router {
         .expose_headers([
             header::ETAG,
             header::RETRY_AFTER,
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
+            header::CONTENT_LENGTH,
             header::HeaderName::from_static("x-lodcache-source"),
             header::HeaderName::from_static("x-lodcache-ms"),
             header::HeaderName::from_static("x-lodcache-cache"),
@@ -957,6 +983,9 @@ pub(crate) fn router(app: Arc<App>, guard: Arc<Guard>) -> Router {
         .route("/api/section/{level}/{axis}/{file}", get(section_handler))
         .route("/api/warmup/start", post(warmup_start))
         .route("/api/warmup/cancel", post(warmup_cancel))
+        .route("/zarr/{*key}", get(zarr::v2_handler))
+        .route("/zarr3/{*key}", get(zarr::v3_handler))
+        .route("/precomputed/{*key}", get(zarr::precomputed_handler))
         .fallback(not_found)
         .with_state(app)
         .layer(middleware::from_fn_with_state(guard, check_request))

@@ -1,0 +1,130 @@
+//! A served OME-Zarr chunk: one 1 x 512 x 512 u16 chunk made from a slice in the memory tier
+//! (the pyramid's memory hit, then `ZarrLayout::encode_chunk`), what `lodcache serve` does for
+//! a chunk whose encoded bytes are not in its response cache yet; per compression, then p50 and
+//! p99 of plain timings against the target (p50 <= 1 ms with compression).
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lodcache::zarr::{ChunkShape, Compression, ZarrLayout};
+use lodcache::{Phantom, Pyramid};
+
+/// Level 1 of a 1024 x 1024 x 2 phantom is one 512 x 512 chunk.
+const SOURCE: u32 = 1024;
+const LEVEL: u32 = 1;
+/// Plain timings per case for the percentiles.
+const SAMPLES: usize = 1000;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    pyr: Pyramid,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().expect("temporary folder");
+        let scan = tmp.path().join("scan");
+        Phantom::new(SOURCE, SOURCE, 2)
+            .with_seed(7)
+            .write(&scan)
+            .expect("phantom stack written");
+        let pyr = Pyramid::builder(&scan)
+            .with_disk_cache(false)
+            .build()
+            .expect("pyramid opens");
+        // Made once: every later request is a memory hit.
+        pyr.slice(LEVEL, 0).expect("level-1 slice");
+        Fixture { _tmp: tmp, pyr }
+    }
+
+    fn layout(&self, compression: Compression) -> ZarrLayout {
+        ZarrLayout::new(self.pyr.levels(), ChunkShape::default(), compression).expect("layout")
+    }
+
+    /// The server's path for a chunk not in its response cache: the slice from the memory
+    /// tier, cut and encoded.
+    fn served(&self, layout: &ZarrLayout, out: &mut Vec<u8>) {
+        let slice = self.pyr.slice(LEVEL, 0).expect("memory hit");
+        layout
+            .encode_file(LEVEL, [0, 0, 0], &[black_box(&slice)], out)
+            .expect("chunk encodes");
+    }
+}
+
+const CASES: [(&str, Compression); 3] = [
+    ("blosc_lz4", Compression::BloscLz4),
+    ("zstd_1", Compression::Zstd(1)),
+    ("none", Compression::None),
+];
+
+fn chunks(c: &mut Criterion) {
+    let f = Fixture::new();
+    let mut out = Vec::new();
+    let mut g = c.benchmark_group("served_chunk_1x512x512_u16");
+    g.throughput(Throughput::Bytes(512 * 512 * 2));
+    for (name, compression) in CASES {
+        let layout = f.layout(compression);
+        g.bench_function(name, |b| b.iter(|| f.served(&layout, &mut out)));
+    }
+    g.finish();
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// p50 and p99 of plain `Instant` timings (criterion reports mean and median only).
+fn percentiles(_: &mut Criterion) {
+    let f = Fixture::new();
+    let mut out = Vec::new();
+    println!();
+    println!("1 x 512 x 512 u16 chunk from a memory hit, {SAMPLES} plain timings each:");
+    println!(
+        "{:<10} {:>9} {:>9} {:>9} {:>10}  target",
+        "case", "p50 ms", "p99 ms", "max ms", "bytes"
+    );
+    for (name, compression) in CASES {
+        let layout = f.layout(compression);
+        for _ in 0..SAMPLES / 10 {
+            f.served(&layout, &mut out);
+        }
+        let mut t: Vec<Duration> = (0..SAMPLES)
+            .map(|_| {
+                let start = Instant::now();
+                f.served(&layout, &mut out);
+                start.elapsed()
+            })
+            .collect();
+        t.sort_unstable();
+        let (p50, p99, max) = (t[SAMPLES / 2], t[SAMPLES * 99 / 100], t[SAMPLES - 1]);
+        let goal = if compression == Compression::None {
+            String::new()
+        } else {
+            let ok = if ms(p50) <= 1.0 { "ok" } else { "MISSED" };
+            format!("p50 <= 1 ms: {ok}")
+        };
+        println!(
+            "{name:<10} {:>9.4} {:>9.4} {:>9.4} {:>10}  {goal}",
+            ms(p50),
+            ms(p99),
+            ms(max),
+            out.len()
+        );
+    }
+    println!();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    targets = chunks, percentiles
+}
+criterion_main!(benches);
