@@ -25,6 +25,9 @@ use crate::kernel::reduce_slices_here;
 use crate::slice::Slice;
 use crate::source::{BAND_BYTES, Band, Stack, StackReader};
 
+mod with_source;
+pub(crate) use with_source::{Returned, stream_with_source};
+
 /// Makes level-1 slices straight from pairs of source files, reusing its buffers: one per
 /// thread.
 ///
@@ -252,6 +255,23 @@ impl Cascade {
         } else if let Some(slice) = slice {
             self.spare[level].push(slice);
         }
+    }
+
+    /// Gives a buffer of `level` back for the cascade's reuse.
+    pub(crate) fn give_spare(&mut self, level: usize, slice: Slice) {
+        if let Some(spare) = self.spare.get_mut(level) {
+            spare.push(slice);
+        }
+    }
+
+    /// Slices produced so far, per level.
+    pub(crate) fn produced(&self) -> &[u64] {
+        &self.produced
+    }
+
+    /// Buffers allocated by the cascade so far.
+    pub(crate) fn allocated(&self) -> usize {
+        self.allocated
     }
 
     /// Takes the next slice of `level` (< top); pairs it with the pending one.

@@ -164,6 +164,18 @@ pub enum Error {
         detail: String,
     },
 
+    /// A page of a multi-page TIFF could not be read: the file, the page (from 0) and what
+    /// was wrong with it (an error about the file, e.g. [`Error::SizeMismatch`]).
+    #[error("page {page} of {path:?}: {source}")]
+    Page {
+        /// The multi-page file.
+        path: PathBuf,
+        /// The page, from 0.
+        page: u32,
+        /// What went wrong with it.
+        source: Box<Error>,
+    },
+
     /// The request was cancelled (see [`crate::Cancel`]) before it finished. What it made
     /// before it stopped is kept in the cache.
     #[error("cancelled")]
@@ -220,6 +232,7 @@ impl Error {
             | Error::OverDecodeBudget { .. } => ErrorKind::Data,
             Error::Encode { .. } => ErrorKind::Io,
             Error::InvalidArgument { .. } => ErrorKind::Caller,
+            Error::Page { source, .. } => source.kind(),
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal { .. } => ErrorKind::Internal,
         }

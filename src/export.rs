@@ -37,6 +37,10 @@ pub struct ExportOptions {
     pub levels: Option<Vec<u32>>,
     /// Decoder threads; `None` for the streaming builder's default. Default: `None`.
     pub decode_threads: Option<usize>,
+    /// The level-0 voxel size written into every file's resolution tags (level `n`'s is
+    /// `2^n` times larger); `None` reads it from the stack ([`Stack::voxel_size`]), and
+    /// nothing is written when the stack says nothing. Default: `None`.
+    pub voxel_size: Option<crate::voxel::VoxelSize>,
 }
 
 /// What an export wrote.
@@ -62,6 +66,63 @@ pub struct ExportReport {
 /// Encodes `slice` as an uncompressed single-page grayscale TIFF into `buf` (cleared first).
 /// `path` only names the file in errors.
 pub(crate) fn encode_tiff(slice: &Slice, path: &Path, buf: &mut Vec<u8>) -> Result<()> {
+    encode_tiff_at(slice, path, None, buf)
+}
+
+/// A resolution in pixels per centimetre as a TIFF rational, from a pixel size in µm.
+fn per_cm(um: f64) -> tiff::encoder::Rational {
+    let per_cm = 10_000.0 / um;
+    // Three decimals where they fit a u32, whole pixels per centimetre otherwise.
+    let n = (per_cm * 1000.0).round();
+    if n <= f64::from(u32::MAX) {
+        tiff::encoder::Rational {
+            n: n as u32,
+            d: 1000,
+        }
+    } else {
+        tiff::encoder::Rational {
+            n: per_cm.round().min(f64::from(u32::MAX)) as u32,
+            d: 1,
+        }
+    }
+}
+
+/// [`encode_tiff`] with resolution tags in pixels per centimetre from `pixel` (`[x, y]` in
+/// µm) when given.
+pub(crate) fn encode_tiff_at(
+    slice: &Slice,
+    path: &Path,
+    pixel: Option<[f64; 2]>,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    let Some([px, py]) = pixel else {
+        return encode_tiff_plain(slice, path, buf);
+    };
+    buf.clear();
+    let err = |e: tiff::TiffError| Error::Encode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut enc = TiffEncoder::new(Cursor::new(buf)).map_err(err)?;
+    let (w, h) = (slice.width(), slice.height());
+    macro_rules! write {
+        ($ty:ty, $v:expr) => {{
+            let mut image = enc.new_image::<$ty>(w, h).map_err(err)?;
+            image.resolution_unit(tiff::tags::ResolutionUnit::Centimeter);
+            image.x_resolution(per_cm(px));
+            image.y_resolution(per_cm(py));
+            image.write_data($v)
+        }};
+    }
+    match slice.pixels() {
+        Pixels::U8(v) => write!(colortype::Gray8, v),
+        Pixels::U16(v) => write!(colortype::Gray16, v),
+        Pixels::F32(v) => write!(colortype::Gray32Float, v),
+    }
+    .map_err(err)
+}
+
+fn encode_tiff_plain(slice: &Slice, path: &Path, buf: &mut Vec<u8>) -> Result<()> {
     buf.clear();
     let err = |e: tiff::TiffError| Error::Encode {
         path: path.to_path_buf(),
@@ -131,7 +192,8 @@ pub fn export_ctharvester(
         stream_opts.decode_threads = t;
     }
     let mut stream = None;
-    let (files, bytes) = write_ctharvester(out, &wanted, |sink| {
+    let voxel = options.voxel_size.clone().or_else(|| stack.voxel_size());
+    let (files, bytes) = write_ctharvester(out, &wanted, voxel.as_ref(), |sink| {
         stream = Some(stream_levels(stack, &stream_opts, |level, z, slice| {
             if wanted.binary_search(&level).is_ok() {
                 sink(level, z, slice)?;
@@ -202,6 +264,7 @@ pub(crate) type ExportSink<'a> = dyn FnMut(u32, u32, &Slice) -> Result<()> + Sen
 pub(crate) fn write_ctharvester(
     out: &Path,
     wanted: &[u32],
+    voxel: Option<&crate::voxel::VoxelSize>,
     produce: impl FnOnce(&mut ExportSink<'_>) -> Result<()>,
 ) -> Result<(u64, u64)> {
     check_out(out, wanted)?;
@@ -212,7 +275,7 @@ pub(crate) fn write_ctharvester(
         fsutil::TEMP_MARKER,
         fsutil::unique_suffix()
     ));
-    let result = write_staged(out, &staging, wanted, produce);
+    let result = write_staged(out, &staging, wanted, voxel, produce);
     let _ = std::fs::remove_dir_all(&staging);
     if result.is_ok() && !wanted.is_empty() {
         write_marker(out, wanted)?;
@@ -244,9 +307,12 @@ fn check_out(out: &Path, wanted: &[u32]) -> Result<()> {
         Err(e) => return Err(Error::io("reading", out, e)),
     };
     if !meta.is_dir() {
-        return Err(Error::invalid(
-            "export folder",
-            format!("{out:?} exists and is not a folder"),
+        // An I/O error (ENOTDIR), as creating a folder there would have given: bindings map it
+        // to their OS error (Python's `NotADirectoryError`).
+        return Err(Error::io(
+            "using as the export folder (it exists and is not a folder)",
+            out,
+            not_a_directory(),
         ));
     }
     let marked = std::fs::symlink_metadata(out.join(EXPORT_MARKER)).is_ok_and(|m| m.is_file());
@@ -301,6 +367,14 @@ fn check_out(out: &Path, wanted: &[u32]) -> Result<()> {
     Ok(())
 }
 
+/// ENOTDIR where there is an errno (so bindings can map it), the portable kind elsewhere.
+fn not_a_directory() -> std::io::Error {
+    #[cfg(unix)]
+    return std::io::Error::from_raw_os_error(rustix::io::Errno::NOTDIR.raw_os_error());
+    #[cfg(not(unix))]
+    return std::io::Error::from(std::io::ErrorKind::NotADirectory);
+}
+
 fn not_an_export(out: &Path, found: &Path) -> Error {
     Error::invalid(
         "export folder",
@@ -343,6 +417,7 @@ fn write_staged(
     out: &Path,
     staging: &Path,
     wanted: &[u32],
+    voxel: Option<&crate::voxel::VoxelSize>,
     produce: impl FnOnce(&mut ExportSink<'_>) -> Result<()>,
 ) -> Result<(u64, u64)> {
     for &l in wanted {
@@ -368,7 +443,11 @@ fn write_staged(
         let produced = produce(&mut move |level, z, slice| {
             let path = ctharvester_path(staging, level, z);
             let mut buf = returned.try_recv().unwrap_or_default();
-            encode_tiff(slice, &path, &mut buf)?;
+            let pixel = voxel.map(|v| {
+                let [x, y, _] = v.at_level(level);
+                [x, y]
+            });
+            encode_tiff_at(slice, &path, pixel, &mut buf)?;
             to_writer.send((path, buf)).map_err(|_| {
                 Error::internal("export", "the writer thread stopped (its error follows)")
             })

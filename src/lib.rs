@@ -74,6 +74,8 @@ mod pyramid;
 mod slice;
 mod source;
 pub mod store;
+mod voxel;
+pub mod zarr;
 
 // The API: one flat list. The three public modules above are the low-level layers some users
 // build on directly (their own blob storage, their own kernels, their own tiers): `codec` (the
@@ -97,9 +99,14 @@ pub use pyramid::{
 pub use slice::{Pixels, Sample, SampleType, Slice};
 pub use source::{
     DECODE_OVERHEAD, DEFAULT_MAX_SLICE_BYTES, DecodeBudgetStats, DecodeReservation,
-    MAX_DEFAULT_DECODE_BUDGET, MIN_DEFAULT_DECODE_BUDGET, SliceInfo, SourceFile, Stack,
+    MAX_DEFAULT_DECODE_BUDGET, MIN_DEFAULT_DECODE_BUDGET, Page, SliceInfo, SourceFile, Stack,
     StackPattern, StackReader, decode_budget, decode_budget_stats, default_decode_budget,
     reserve_decode_memory, set_decode_budget,
+};
+pub use voxel::{VoxelSize, VoxelSource};
+pub use zarr::{
+    ChunkShape, Compression, OmeZarrOptions, OmeZarrReport, ZarrLayout, ZarrVersion,
+    export_ome_zarr,
 };
 
 /// The README's examples, run as doctests.

@@ -4,6 +4,7 @@
 mod flight;
 mod request;
 mod warmup;
+mod zarr;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -196,6 +197,7 @@ pub struct PyramidBuilder {
     demand_priority: bool,
     content_check: bool,
     behind: Vec<Arc<dyn Tier>>,
+    voxel_size: Option<[f64; 3]>,
 }
 
 impl PyramidBuilder {
@@ -282,6 +284,14 @@ impl PyramidBuilder {
         self
     }
 
+    /// The physical size of a level-0 voxel, `[x, y, z]` in micrometres, overriding what the
+    /// stack says (TIFF resolution tags, ImageJ's description, a scanner log; see
+    /// [`crate::VoxelSize`]). Default: read from the stack.
+    pub fn with_voxel_size(mut self, xyz: [f64; 3]) -> Self {
+        self.voxel_size = Some(xyz);
+        self
+    }
+
     /// Opens the stack and the cache folder.
     ///
     /// # Errors
@@ -302,6 +312,10 @@ impl PyramidBuilder {
             None => Stack::open(&self.dir)?,
         };
         let levels = stack.levels(&self.rule)?;
+        let voxel = match self.voxel_size {
+            Some(xyz) => Some(crate::voxel::VoxelSize::user(xyz)?),
+            None => stack.voxel_size(),
+        };
         let mut manifest = Manifest::of(&stack)?;
         if self.content_check {
             manifest = manifest.with_content(&stack, content_threads())?;
@@ -354,6 +368,7 @@ impl PyramidBuilder {
                 helpers: Helpers::default(),
                 stack,
                 levels,
+                voxel,
                 stream,
                 pool: self.pool,
                 slices: Flights::default(),
@@ -388,6 +403,8 @@ struct Counters {
 struct Inner {
     stack: Stack,
     levels: Vec<LevelInfo>,
+    /// The level-0 voxel size: given, or read from the stack.
+    voxel: Option<crate::voxel::VoxelSize>,
     stream: StreamOptions,
     /// Every tier, and storing behind the requests.
     tiers: Tiers,
@@ -505,6 +522,7 @@ impl Pyramid {
             demand_priority: true,
             content_check: false,
             behind: Vec::new(),
+            voxel_size: None,
         }
     }
 
@@ -823,7 +841,8 @@ impl Pyramid {
             })
             .sum();
         let before = self.stats();
-        let (files, bytes) = export::write_ctharvester(out, &wanted, |sink| {
+        let voxel = self.inner.voxel.clone();
+        let (files, bytes) = export::write_ctharvester(out, &wanted, voxel.as_ref(), |sink| {
             self.each_slice(ctx, &wanted, &mut |level, z, slice| sink(level, z, slice))
         })?;
         let after = self.stats();

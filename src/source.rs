@@ -5,6 +5,7 @@ mod decode;
 mod discover;
 mod input;
 mod jpeg;
+mod pages;
 mod rows;
 
 use std::ops::RangeInclusive;
@@ -16,7 +17,7 @@ pub use budget::{
     reserve_decode_memory, set_decode_budget,
 };
 pub(crate) use decode::SliceDecoder;
-pub(crate) use rows::{BAND_BYTES, Band};
+pub(crate) use rows::{BAND_BYTES, Band, Rows as SliceRows};
 
 use crate::error::{Error, Result};
 use crate::geometry::{LevelInfo, LevelRule};
@@ -51,13 +52,24 @@ pub struct SliceInfo {
     pub sample_type: SampleType,
 }
 
-/// One slice file of a stack.
+/// One slice of a stack: a file, or a page of a multi-page TIFF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
     /// Full path.
     pub path: PathBuf,
-    /// The number in its name.
+    /// The number in its name; for a page of a multi-page TIFF, the page number.
     pub index: u64,
+    /// The page of a multi-page TIFF this slice is; `None` for a file that is one slice.
+    pub page: Option<Page>,
+}
+
+/// A page of a multi-page TIFF (an ImageJ/Fiji stack, an OME-TIFF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Page {
+    /// The page number, from 0.
+    pub number: u32,
+    /// The file offset of its image file directory (where its tags are).
+    pub ifd: u64,
 }
 
 /// A CT stack: the ordered slice files of one folder, with the first slice's size and type.
@@ -104,19 +116,95 @@ pub struct Stack {
     gaps: Vec<RangeInclusive<u64>>,
     info: SliceInfo,
     max_slice_bytes: u64,
+    /// The voxel size the stack's files say, read when it was opened.
+    voxel: Option<crate::voxel::VoxelSize>,
 }
 
 impl Stack {
-    /// Finds the stack in `dir` (see the module docs) and reads the first slice's header.
+    /// Finds the stack in `dir` (see the module docs) and reads the first slice's header. A
+    /// TIFF file given instead of a folder, or a folder whose only image is one multi-page
+    /// TIFF, is the stack of that file's pages ([`Stack::open_pages`]).
     ///
     /// # Errors
-    /// [`Error::StackNotFound`] when `dir` is not a folder, [`Error::NoImages`] when nothing in it
+    /// [`Error::StackNotFound`] when `dir` is neither a folder nor a TIFF file, [`Error::NoImages`] when nothing in it
     /// looks like a slice, [`Error::DuplicateIndex`] when two files carry the same number, and the
     /// decoding errors of the first slice.
     pub fn open(dir: impl AsRef<Path>) -> Result<Stack> {
         let dir = dir.as_ref();
-        let found = discover::detect(dir)?;
-        Stack::from_found(dir, found)
+        let is_tiff = dir
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(pages::is_tiff_name);
+        if is_tiff && std::fs::metadata(dir).is_ok_and(|m| m.is_file()) {
+            return Stack::open_pages(dir);
+        }
+        match discover::detect(dir) {
+            Ok(found) if found.files.len() == 1 && pages::is_tiff_name(&found.extension) => {
+                let file = &found.files[0].path;
+                if pages::count_at_least_two(file)? {
+                    return Stack::open_pages(file);
+                }
+                Stack::from_found(dir, found)
+            }
+            Ok(found) => Stack::from_found(dir, found),
+            Err(e @ Error::NoImages { .. }) => match pages::lone_tiff(dir) {
+                Some(file) => Stack::open_pages(&file),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The stack of the pages of one multi-page TIFF (an ImageJ/Fiji stack, an OME-TIFF: every
+    /// page in file order, whatever it holds), each page a slice. [`Stack::open`] does this
+    /// when given the file, or a folder holding no other image than it.
+    ///
+    /// Pages are read one at a time, like separate files: the file's directories are listed
+    /// once here (their offsets), and each page is decoded on its own when asked for. Every
+    /// page must match the first page's size and sample type; errors about a page name the
+    /// file and the page ([`Error::Page`]).
+    ///
+    /// # Errors
+    /// [`Error::StackNotFound`] when `file` is not a regular file, decoding errors of the file
+    /// or of its first page.
+    pub fn open_pages(file: impl AsRef<Path>) -> Result<Stack> {
+        let file = file.as_ref();
+        if !std::fs::metadata(file).is_ok_and(|m| m.is_file()) {
+            return Err(Error::StackNotFound {
+                path: file.to_path_buf(),
+            });
+        }
+        let ifds = pages::list(file)?;
+        let dir = match file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        let (prefix, extension) = match name.rsplit_once('.') {
+            Some((stem, ext)) => (stem.to_string(), ext.to_string()),
+            None => (name.to_string(), String::new()),
+        };
+        let files = ifds
+            .iter()
+            .enumerate()
+            .map(|(n, &ifd)| SourceFile {
+                path: file.to_path_buf(),
+                index: n as u64,
+                page: Some(Page {
+                    number: n as u32,
+                    ifd,
+                }),
+            })
+            .collect();
+        Stack::from_found(
+            &dir,
+            discover::Found {
+                prefix,
+                extension,
+                files,
+                gaps: Vec::new(),
+            },
+        )
     }
 
     /// Opens the files of `dir` that match `pattern`, ignoring everything else.
@@ -132,7 +220,9 @@ impl Stack {
     fn from_found(dir: &Path, found: discover::Found) -> Result<Stack> {
         let first = &found.files[0].path;
         let info = SliceDecoder::new(DEFAULT_MAX_SLICE_BYTES).probe(first)?;
+        let voxel = crate::voxel::detect(dir, first);
         Ok(Stack {
+            voxel,
             dir: dir.to_path_buf(),
             prefix: found.prefix,
             extension: found.extension,
@@ -187,6 +277,13 @@ impl Stack {
         &self.gaps
     }
 
+    /// The physical voxel size the stack's files give (a scanner log beside the slices, the
+    /// first slice's ImageJ description or TIFF resolution tags; see [`crate::VoxelSize`]),
+    /// read when the stack was opened; `None` when they say nothing.
+    pub fn voxel_size(&self) -> Option<crate::voxel::VoxelSize> {
+        self.voxel.clone()
+    }
+
     /// Size and sample type of every slice (those of the first).
     pub fn info(&self) -> SliceInfo {
         self.info
@@ -236,6 +333,18 @@ impl Stack {
     }
 }
 
+/// Names the page in an error about a page of a multi-page TIFF.
+fn on_page<T>(file: &SourceFile, result: Result<T>) -> Result<T> {
+    match (result, file.page) {
+        (Err(e), Some(page)) => Err(Error::Page {
+            path: file.path.clone(),
+            page: page.number,
+            source: Box::new(e),
+        }),
+        (result, _) => result,
+    }
+}
+
 /// Decodes slices of one [`Stack`], reusing its file buffers. One per thread.
 #[derive(Debug)]
 pub struct StackReader<'a> {
@@ -250,8 +359,10 @@ impl StackReader<'_> {
     /// As [`Stack::read_slice`].
     pub fn read_into(&mut self, z: u32, out: &mut Slice) -> Result<()> {
         let stack = self.stack;
-        let path = &stack.file(z)?.path;
-        self.decoder.decode(path, &stack.info, out)
+        let file = stack.file(z)?;
+        self.decoder.set_page(file.page.map(|p| p.ifd));
+        let result = self.decoder.decode(&file.path, &stack.info, out);
+        on_page(file, result)
     }
 
     /// Slice `z` as bands of rows read straight from its file, when the file is plain enough
@@ -262,7 +373,10 @@ impl StackReader<'_> {
     /// [`Error::SampleTypeMismatch`] against the first slice.
     pub(crate) fn rows(&mut self, z: u32) -> Result<Option<rows::Rows>> {
         let stack = self.stack;
-        self.decoder.rows(&stack.file(z)?.path, &stack.info)
+        let file = stack.file(z)?;
+        self.decoder.set_page(file.page.map(|p| p.ifd));
+        let result = self.decoder.rows(&file.path, &stack.info);
+        on_page(file, result)
     }
 
     /// Counts `bytes` of a file read through [`StackReader::rows`].

@@ -67,7 +67,11 @@ fn missing_folder_is_stack_not_found() {
 #[test]
 fn a_file_instead_of_a_folder_is_stack_not_found() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "s0001.tif", &tiff8(2, 2, &[1, 2, 3, 4]));
+    // A TIFF file is the stack of its pages (tests/multipage_tiff.rs); any other file is not
+    // a stack.
+    let tif = write(tmp.path(), "s0001.tif", &tiff8(2, 2, &[1, 2, 3, 4]));
+    assert_eq!(Stack::open(&tif).unwrap().depth(), 1);
+    let file = write(tmp.path(), "notes.txt", b"not a stack");
     let err = Stack::open(&file).unwrap_err();
     assert!(
         matches!(&err, Error::StackNotFound { path } if *path == file),

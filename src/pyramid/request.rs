@@ -259,4 +259,18 @@ impl<'a> Request<'a> {
         self.pyramid
             .export_ctharvester_in(&self.ctx, out.as_ref(), levels)
     }
+
+    /// See [`Pyramid::export_ome_zarr`]; progress counts source slices written.
+    ///
+    /// # Errors
+    /// As [`Pyramid::export_ome_zarr`], and [`Error::Cancelled`] (`out` is then left as it
+    /// was).
+    pub fn export_ome_zarr(
+        &self,
+        out: impl AsRef<Path>,
+        options: &crate::zarr::OmeZarrOptions,
+    ) -> Result<crate::zarr::OmeZarrReport> {
+        self.pyramid
+            .export_ome_zarr_in(&self.ctx, out.as_ref(), options)
+    }
 }

@@ -73,6 +73,8 @@ struct TiffHeader {
 #[derive(Debug)]
 pub(crate) struct SliceDecoder {
     max_slice_bytes: u64,
+    /// The directory offset of the page to read, for a page of a multi-page TIFF.
+    page_ifd: Option<u64>,
     bytes_read: u64,
     /// Length of the file being decoded.
     file_len: u64,
@@ -165,6 +167,7 @@ impl SliceDecoder {
     pub(crate) fn new(max_slice_bytes: u64) -> Self {
         SliceDecoder {
             max_slice_bytes,
+            page_ifd: None,
             bytes_read: 0,
             file_len: 0,
         }
@@ -172,6 +175,12 @@ impl SliceDecoder {
 
     pub(crate) fn bytes_read(&self) -> u64 {
         self.bytes_read
+    }
+
+    /// Reads the page whose directory is at `ifd` in the files that follow (a page of a
+    /// multi-page TIFF), or the first image (`None`).
+    pub(crate) fn set_page(&mut self, ifd: Option<u64>) {
+        self.page_ifd = ifd;
     }
 
     /// Reads the header of `path`: size and sample type after conversion.
@@ -266,13 +275,13 @@ impl SliceDecoder {
             .try_clone()
             .map_err(|e| Error::io("opening", path, e))?;
         let swap = if big_endian && size > 1 { size } else { 0 };
+        // What reading every row costs: the file, or for a page its rows.
+        let counted = match self.page_ifd {
+            Some(_) => u64::from(height) * row_bytes as u64,
+            None => self.file_len,
+        };
         Ok(Some(Rows::new(
-            file,
-            path,
-            self.file_len,
-            row_bytes,
-            swap,
-            layout,
+            file, path, counted, row_bytes, swap, layout,
         )))
     }
 
@@ -315,7 +324,28 @@ impl SliceDecoder {
         let head = input
             .fill_buf()
             .map_err(|e| Error::io("reading", path, e))?;
-        let format = sniff(path, &head[..head.len().min(8)])?;
+        let mut header = [0u8; 8];
+        let n = head.len().min(8);
+        header[..n].copy_from_slice(&head[..n]);
+        let format = sniff(path, &header[..n])?;
+        if let Some(ifd) = self.page_ifd {
+            // A page of a multi-page TIFF: its directory offset goes where the header points
+            // at the first directory, and the page reads as the file's first image.
+            let bad = || Error::decode(path, "not a TIFF any more (read as a multi-page TIFF)");
+            match header {
+                [b'I', b'I', 42, 0, ..] => {
+                    let ifd = u32::try_from(ifd).map_err(|_| bad())?;
+                    input.set_patch(4, &ifd.to_le_bytes());
+                }
+                [b'M', b'M', 0, 42, ..] => {
+                    let ifd = u32::try_from(ifd).map_err(|_| bad())?;
+                    input.set_patch(4, &ifd.to_be_bytes());
+                }
+                [b'I', b'I', 43, 0, ..] => input.set_patch(8, &ifd.to_le_bytes()),
+                [b'M', b'M', 0, 43, ..] => input.set_patch(8, &ifd.to_be_bytes()),
+                _ => return Err(bad()),
+            }
+        }
         Ok((input, format))
     }
 
@@ -326,12 +356,19 @@ impl SliceDecoder {
         out: Option<&mut Slice>,
     ) -> Result<SliceInfo> {
         let (input, format) = self.open(path, super::input::CHUNK)?;
-        self.bytes_read += self.file_len;
-        match format {
+        if self.page_ifd.is_none() {
+            self.bytes_read += self.file_len;
+        }
+        let info = match format {
             Format::Tiff => self.tiff(path, input, expected, out),
             Format::Jpeg => self.jpeg(path, input, expected, out),
             _ => self.other(path, format, input, expected, out),
+        }?;
+        if self.page_ifd.is_some() {
+            // A page: its samples, not the whole file, are what was read.
+            self.bytes_read += out_len(info.width, info.height, info.sample_type) as u64;
         }
+        Ok(info)
     }
 
     /// Opens a TIFF and reads what every use needs from its header, checking the size limit

@@ -214,6 +214,7 @@ fn finish(
         .map(|c| SourceFile {
             path: dir.join(&c.name),
             index: c.index,
+            page: None,
         })
         .collect();
     Ok(Found {

@@ -28,6 +28,27 @@ pub(crate) struct Input {
     filled: usize,
     /// File offset of the end of the buffered bytes.
     file_pos: u64,
+    /// Bytes shown in place of the file's at an offset (see [`Input::set_patch`]).
+    patch: Option<Patch>,
+}
+
+/// Bytes shown in place of the file's: `len` bytes of `bytes` at file offset `at`.
+#[derive(Debug, Clone, Copy)]
+struct Patch {
+    at: u64,
+    bytes: [u8; 8],
+    len: usize,
+}
+
+impl Patch {
+    /// Overwrites the part of `buf` (the file's bytes from offset `start`) the patch covers.
+    fn apply(&self, buf: &mut [u8], start: u64) {
+        let end = start + buf.len() as u64;
+        let (from, to) = (self.at.max(start), (self.at + self.len as u64).min(end));
+        for off in from..to {
+            buf[(off - start) as usize] = self.bytes[(off - self.at) as usize];
+        }
+    }
 }
 
 impl Input {
@@ -49,7 +70,22 @@ impl Input {
             pos: 0,
             filled: 0,
             file_pos: 0,
+            patch: None,
         }
+    }
+
+    /// Shows `bytes` (at most 8) in place of the file's bytes at offset `at`, in what is
+    /// buffered now and in every later read: how one page of a multi-page TIFF is read as if
+    /// it were the file's first (its directory offset put in the header).
+    pub(crate) fn set_patch(&mut self, at: u64, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let len = bytes.len().min(8);
+        b[..len].copy_from_slice(&bytes[..len]);
+        let patch = Patch { at, bytes: b, len };
+        let start = self.file_pos - self.filled as u64;
+        let filled = self.filled;
+        patch.apply(&mut self.buffer()[..filled], start);
+        self.patch = Some(patch);
     }
 
     /// The file read from.
@@ -70,6 +106,9 @@ impl BufRead for Input {
             let (start, len) = (self.start, self.len);
             let buf = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.store)[start..start + len];
             let n = file.read(buf)?;
+            if let Some(p) = self.patch {
+                p.apply(&mut buf[..n], self.file_pos);
+            }
             self.pos = 0;
             self.filled = n;
             self.file_pos += n as u64;
@@ -100,6 +139,9 @@ impl Read for Input {
                 addr.next_multiple_of(ALIGN) - addr
             };
             let n = self.file.read(&mut out[..len])?;
+            if let Some(p) = self.patch {
+                p.apply(&mut out[..n], self.file_pos);
+            }
             self.file_pos += n as u64;
             self.pos = 0;
             self.filled = 0;

@@ -78,7 +78,8 @@ impl Rows {
         }
     }
 
-    /// Length of the file in bytes.
+    /// Bytes counted as read when every row is read: the file's length, or for a page of a
+    /// multi-page TIFF its rows' bytes.
     pub(crate) fn file_len(&self) -> u64 {
         self.file_len
     }

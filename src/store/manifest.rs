@@ -42,6 +42,10 @@ pub struct SourceRecord {
     /// [`Manifest::with_content`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<u64>,
+    /// The page, for a page of a multi-page TIFF (the file's size, time and inode are the
+    /// whole file's: rewriting the file invalidates every page, as it must).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }
 
 impl SourceRecord {
@@ -55,6 +59,10 @@ impl SourceRecord {
         h.update(&self.inode.to_le_bytes());
         h.update(&self.content.unwrap_or(0).to_le_bytes());
         h.update(&[u8::from(self.content.is_some())]);
+        if let Some(page) = self.page {
+            h.update(b"page");
+            h.update(&page.to_le_bytes());
+        }
         h.digest()
     }
 }
@@ -106,11 +114,20 @@ impl Manifest {
     /// # Errors
     /// [`Error::Io`] naming a source file that cannot be stat'ed.
     pub fn of(stack: &Stack) -> Result<Manifest> {
-        let sources = stack
-            .files()
-            .iter()
-            .map(|f| source_record(&f.path))
-            .collect::<Result<Vec<_>>>()?;
+        // The pages of a multi-page TIFF share one stat.
+        let mut last: Option<(&Path, SourceRecord)> = None;
+        let mut sources = Vec::with_capacity(stack.files().len());
+        for f in stack.files() {
+            let record = match &last {
+                Some((path, r)) if *path == f.path.as_path() => r.clone(),
+                _ => source_record(&f.path)?,
+            };
+            last = Some((&f.path, record.clone()));
+            sources.push(SourceRecord {
+                page: f.page.map(|p| p.number),
+                ..record
+            });
+        }
         let info = stack.info();
         Ok(Manifest {
             manifest_version: MANIFEST_VERSION,
@@ -138,11 +155,22 @@ impl Manifest {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     scope.spawn(move || {
+                        let mut last: Option<(&Path, u64)> = None;
                         files
                             .iter()
                             .skip(t)
                             .step_by(threads)
-                            .map(|f| content_hash(&f.path))
+                            .map(|f| {
+                                // The pages of one file: hashed once per thread.
+                                if let Some((path, h)) = last
+                                    && path == f.path.as_path()
+                                {
+                                    return Ok(h);
+                                }
+                                let h = content_hash(&f.path)?;
+                                last = Some((&f.path, h));
+                                Ok(h)
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -313,6 +341,7 @@ fn source_record(path: &Path) -> Result<SourceRecord> {
         mtime_ns,
         inode,
         content: None,
+        page: None,
     })
 }
 
@@ -474,6 +503,7 @@ mod tests {
                     mtime_ns: 5,
                     inode: 1000 + i as u64,
                     content: None,
+                    page: None,
                 })
                 .collect(),
         }
