@@ -22,6 +22,10 @@ use crate::source::Stack;
 /// Encoded slices waiting for the writer thread.
 const WRITE_QUEUE: usize = 4;
 
+/// Encoded-file buffers an export uses at most: the queue's, the one being written and the one
+/// being encoded.
+const ENCODE_BUFFERS: usize = WRITE_QUEUE + 2;
+
 /// Prefix of the staging folder an export writes into before moving levels into place.
 const STAGING_PREFIX: &str = ".lodcache-export";
 
@@ -440,9 +444,21 @@ fn write_staged(
             }
             Ok((files, bytes))
         });
+        // A bounded pool: the queue's buffers, the one being written and the one being
+        // encoded. Once all exist, the encoder waits for one to come back rather than touch
+        // fresh memory, so the export's memory does not depend on how far the writer lags.
+        let mut made = 0;
         let produced = produce(&mut move |level, z, slice| {
             let path = ctharvester_path(staging, level, z);
-            let mut buf = returned.try_recv().unwrap_or_default();
+            let mut buf = match returned.try_recv() {
+                Ok(buf) => buf,
+                Err(_) if made < ENCODE_BUFFERS => {
+                    made += 1;
+                    Vec::new()
+                }
+                // The writer stopped: its error is reported below.
+                Err(_) => returned.recv().unwrap_or_default(),
+            };
             let pixel = voxel.map(|v| {
                 let [x, y, _] = v.at_level(level);
                 [x, y]
