@@ -31,15 +31,16 @@ pub(crate) use with_source::{Returned, stream_with_source};
 /// Makes level-1 slices straight from pairs of source files, reusing its buffers: one per
 /// thread.
 ///
-/// Uncompressed gray TIFFs in strips (what CT reconstruction software writes) are not decoded
-/// whole: both files of a pair are read a band of rows at a time (64 KiB each, into aligned
-/// buffers) and reduced while the band is in cache. Any other file is decoded whole first. The
-/// result is the same byte for byte.
+/// Uncompressed gray TIFFs in strips (what CT reconstruction software writes) and uncompressed
+/// 8-bit gray BMPs are not decoded whole: both files of a pair are read a band of rows at a
+/// time (64 KiB each, into aligned buffers; a BMP's bottom-up band in one read, its rows put in
+/// order in the band) and reduced while the band is in cache. Any other file is decoded whole
+/// first. The result is the same byte for byte.
 #[derive(Debug)]
 pub struct PairReducer<'a> {
     reader: StackReader<'a>,
-    /// Whether to try reading pairs by rows: the stack is TIFF, and no file so far had to be
-    /// decoded whole.
+    /// Whether to try reading pairs by rows: the stack is TIFF or BMP, and no file so far had
+    /// to be decoded whole.
     by_rows: bool,
     bands: [Band; 2],
     /// Whole decoded slices, for pairs that cannot be read by rows.
@@ -53,7 +54,7 @@ impl<'a> PairReducer<'a> {
         let ty = stack.info().sample_type;
         PairReducer {
             reader: stack.reader(),
-            by_rows: ext == "tif" || ext == "tiff",
+            by_rows: matches!(ext.as_str(), "tif" | "tiff" | "bmp"),
             bands: [Band::default(), Band::default()],
             whole: [Slice::zeroed(0, 0, ty), Slice::zeroed(0, 0, ty)],
         }
