@@ -25,6 +25,7 @@ use crate::kernel::reduce_slices_here;
 use crate::slice::Slice;
 use crate::source::{BAND_BYTES, Band, Stack, StackReader};
 
+pub(crate) mod pool;
 mod with_source;
 pub(crate) use with_source::{Returned, stream_with_source};
 
@@ -241,8 +242,22 @@ impl Cascade {
     fn buffer(&mut self, level: usize) -> Slice {
         self.spare[level].pop().unwrap_or_else(|| {
             self.allocated += 1;
-            Slice::zeroed(0, 0, self.levels[level].sample_type)
+            let info = &self.levels[level];
+            pool::take_slice(info.sample_type, info.slice_bytes())
         })
+    }
+
+    /// Hands every buffer the cascade still holds to the process's pool (at the end of a
+    /// build).
+    pub(crate) fn keep_buffers(&mut self) {
+        for slice in self.pending.iter_mut().filter_map(Option::take) {
+            if let Ok(slice) = Arc::try_unwrap(slice) {
+                pool::give_slice(slice);
+            }
+        }
+        for spare in &mut self.spare {
+            spare.drain(..).for_each(pool::give_slice);
+        }
     }
 
     /// Hands a consumed level-`level` slice back: level-1 buffers (the reading threads') to
@@ -398,6 +413,7 @@ pub(crate) fn stream_shared(
             let tx = tx.clone();
             let stop = &stop;
             let ty = stack.info().sample_type;
+            let want = cascade.levels[1].slice_bytes();
             handles.push(scope.spawn(move || {
                 let mut reader = PairReducer::new(stack);
                 let mut allocated = 0;
@@ -409,7 +425,7 @@ pub(crate) fn stream_shared(
                         Ok(b) => b,
                         Err(_) if allocated < per_thread => {
                             allocated += 1;
-                            Slice::zeroed(0, 0, ty)
+                            pool::take_slice(ty, want)
                         }
                         Err(_) => match frx.recv() {
                             Ok(b) => b,
@@ -422,7 +438,7 @@ pub(crate) fn stream_shared(
                         break;
                     }
                 }
-                (reader.bytes_read(), allocated)
+                (reader.bytes_read(), allocated, frx)
             }));
         }
         drop(tx);
@@ -462,7 +478,10 @@ pub(crate) fn stream_shared(
                 for b in recycle.drain(..) {
                     let owner = cascade.recycled as usize % threads;
                     cascade.recycled += 1;
-                    let _ = free_tx[owner].send(b);
+                    if let Err(mpsc::SendError(b)) = free_tx[owner].send(b) {
+                        // That thread has finished: the buffer is kept for the next build.
+                        pool::give_slice(b);
+                    }
                 }
             }
             cascade.finish(&mut sink, &mut recycle)
@@ -473,9 +492,10 @@ pub(crate) fn stream_shared(
         drop(free_tx);
         for h in handles {
             match h.join() {
-                Ok((bytes, buffers)) => {
+                Ok((bytes, buffers, returned)) => {
                     stats.source_bytes += bytes;
                     stats.source_buffers += buffers;
+                    returned.try_iter().for_each(pool::give_slice);
                 }
                 Err(_) => {
                     return Err(Error::internal("stream", "a reading thread panicked"));
@@ -484,6 +504,7 @@ pub(crate) fn stream_shared(
         }
         outcome
     });
+    cascade.keep_buffers();
     outcome?;
     stats.level_buffers = cascade.allocated;
     stats.produced = cascade.produced;

@@ -448,16 +448,26 @@ fn write_staged(
         // encoded. Once all exist, the encoder waits for one to come back rather than touch
         // fresh memory, so the export's memory does not depend on how far the writer lags.
         let mut made = 0;
+        // Shared with the sink (it must be Send) so that the buffers left at the end can be
+        // kept for the next export; never contended.
+        let returned = std::sync::Mutex::new(returned);
+        let returned_here = &returned;
         let produced = produce(&mut move |level, z, slice| {
             let path = ctharvester_path(staging, level, z);
-            let mut buf = match returned.try_recv() {
-                Ok(buf) => buf,
-                Err(_) if made < ENCODE_BUFFERS => {
-                    made += 1;
-                    Vec::new()
+            let mut buf = {
+                let returned = returned_here
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match returned.try_recv() {
+                    Ok(buf) => buf,
+                    Err(_) if made < ENCODE_BUFFERS => {
+                        made += 1;
+                        // Kept from an earlier export of this process when there is one.
+                        crate::cascade::pool::take_bytes(slice.pixels().as_bytes().len() + 4096)
+                    }
+                    // The writer stopped: its error is reported below.
+                    Err(_) => returned.recv().unwrap_or_default(),
                 }
-                // The writer stopped: its error is reported below.
-                Err(_) => returned.recv().unwrap_or_default(),
             };
             let pixel = voxel.map(|v| {
                 let [x, y, _] = v.at_level(level);
@@ -471,6 +481,11 @@ fn write_staged(
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(Error::internal("export", "the writer thread panicked")));
+        returned
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .try_iter()
+            .for_each(crate::cascade::pool::give_bytes);
         // A write error is the cause of a failed producer, so report it first.
         let counts = written?;
         produced?;
