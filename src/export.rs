@@ -437,7 +437,10 @@ fn write_staged(
         let writer = scope.spawn(move || -> Result<(u64, u64)> {
             let (mut files, mut bytes) = (0u64, 0u64);
             for (path, buf) in jobs {
-                fsutil::write_atomic(&path, &buf)?;
+                // Straight to its name: the staging folder is moved into place only when
+                // complete, so a file cut short by a crash is never seen in OUT (no temporary
+                // name and rename per file).
+                std::fs::write(&path, &buf).map_err(|e| Error::io("writing", &path, e))?;
                 files += 1;
                 bytes += buf.len() as u64;
                 let _ = to_encoder.send(buf);
