@@ -18,7 +18,8 @@ use crate::{Failure, Outcome};
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
     /// Lazy against eager on one scan: first slice, volume of the smallest level, the eager
-    /// build, the decode floor, memory and disk hits, compression, peak memory
+    /// build, the decode floor, memory and disk hits, compression, peak memory, and `export
+    /// --no-cache` against `cat` of the same files (both whole processes, with their ratio)
     Table(TableArgs),
     /// The HTTP server under load: clients asking for tiles and slices of every level (memory
     /// hits mixed with generated ones), then one client repeating a tile (the response cache)
