@@ -13,6 +13,10 @@ use common::{arg, bin};
 use lodcache::Phantom;
 
 /// Minor faults and peak RSS (KiB) of `lodcache export SCAN OUT --no-cache`.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which also gives its resource usage"
+)]
 fn export_usage(scan: &Path, out: &Path) -> (i64, i64) {
     let child = Command::new(bin())
         .args(["export", arg(scan), arg(out), "--no-cache"])
