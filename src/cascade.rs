@@ -25,21 +25,23 @@ use crate::kernel::reduce_slices_here;
 use crate::slice::Slice;
 use crate::source::{BAND_BYTES, Band, Stack, StackReader};
 
+pub(crate) mod pool;
 mod with_source;
 pub(crate) use with_source::{Returned, stream_with_source};
 
 /// Makes level-1 slices straight from pairs of source files, reusing its buffers: one per
 /// thread.
 ///
-/// Uncompressed gray TIFFs in strips (what CT reconstruction software writes) are not decoded
-/// whole: both files of a pair are read a band of rows at a time (64 KiB each, into aligned
-/// buffers) and reduced while the band is in cache. Any other file is decoded whole first. The
-/// result is the same byte for byte.
+/// Uncompressed gray TIFFs in strips (what CT reconstruction software writes) and uncompressed
+/// 8-bit gray BMPs are not decoded whole: both files of a pair are read a band of rows at a
+/// time (64 KiB each, into aligned buffers; a BMP's bottom-up band in one read, its rows put in
+/// order in the band) and reduced while the band is in cache. Any other file is decoded whole
+/// first. The result is the same byte for byte.
 #[derive(Debug)]
 pub struct PairReducer<'a> {
     reader: StackReader<'a>,
-    /// Whether to try reading pairs by rows: the stack is TIFF, and no file so far had to be
-    /// decoded whole.
+    /// Whether to try reading pairs by rows: the stack is TIFF or BMP, and no file so far had
+    /// to be decoded whole.
     by_rows: bool,
     bands: [Band; 2],
     /// Whole decoded slices, for pairs that cannot be read by rows.
@@ -53,7 +55,7 @@ impl<'a> PairReducer<'a> {
         let ty = stack.info().sample_type;
         PairReducer {
             reader: stack.reader(),
-            by_rows: ext == "tif" || ext == "tiff",
+            by_rows: matches!(ext.as_str(), "tif" | "tiff" | "bmp"),
             bands: [Band::default(), Band::default()],
             whole: [Slice::zeroed(0, 0, ty), Slice::zeroed(0, 0, ty)],
         }
@@ -240,8 +242,22 @@ impl Cascade {
     fn buffer(&mut self, level: usize) -> Slice {
         self.spare[level].pop().unwrap_or_else(|| {
             self.allocated += 1;
-            Slice::zeroed(0, 0, self.levels[level].sample_type)
+            let info = &self.levels[level];
+            pool::take_slice(info.sample_type, info.slice_bytes())
         })
+    }
+
+    /// Hands every buffer the cascade still holds to the process's pool (at the end of a
+    /// build).
+    pub(crate) fn keep_buffers(&mut self) {
+        for slice in self.pending.iter_mut().filter_map(Option::take) {
+            if let Ok(slice) = Arc::try_unwrap(slice) {
+                pool::give_slice(slice);
+            }
+        }
+        for spare in &mut self.spare {
+            spare.drain(..).for_each(pool::give_slice);
+        }
     }
 
     /// Hands a consumed level-`level` slice back: level-1 buffers (the reading threads') to
@@ -397,6 +413,7 @@ pub(crate) fn stream_shared(
             let tx = tx.clone();
             let stop = &stop;
             let ty = stack.info().sample_type;
+            let want = cascade.levels[1].slice_bytes();
             handles.push(scope.spawn(move || {
                 let mut reader = PairReducer::new(stack);
                 let mut allocated = 0;
@@ -408,7 +425,7 @@ pub(crate) fn stream_shared(
                         Ok(b) => b,
                         Err(_) if allocated < per_thread => {
                             allocated += 1;
-                            Slice::zeroed(0, 0, ty)
+                            pool::take_slice(ty, want)
                         }
                         Err(_) => match frx.recv() {
                             Ok(b) => b,
@@ -421,7 +438,7 @@ pub(crate) fn stream_shared(
                         break;
                     }
                 }
-                (reader.bytes_read(), allocated)
+                (reader.bytes_read(), allocated, frx)
             }));
         }
         drop(tx);
@@ -461,7 +478,10 @@ pub(crate) fn stream_shared(
                 for b in recycle.drain(..) {
                     let owner = cascade.recycled as usize % threads;
                     cascade.recycled += 1;
-                    let _ = free_tx[owner].send(b);
+                    if let Err(mpsc::SendError(b)) = free_tx[owner].send(b) {
+                        // That thread has finished: the buffer is kept for the next build.
+                        pool::give_slice(b);
+                    }
                 }
             }
             cascade.finish(&mut sink, &mut recycle)
@@ -472,9 +492,10 @@ pub(crate) fn stream_shared(
         drop(free_tx);
         for h in handles {
             match h.join() {
-                Ok((bytes, buffers)) => {
+                Ok((bytes, buffers, returned)) => {
                     stats.source_bytes += bytes;
                     stats.source_buffers += buffers;
+                    returned.try_iter().for_each(pool::give_slice);
                 }
                 Err(_) => {
                     return Err(Error::internal("stream", "a reading thread panicked"));
@@ -483,6 +504,7 @@ pub(crate) fn stream_shared(
         }
         outcome
     });
+    cascade.keep_buffers();
     outcome?;
     stats.level_buffers = cascade.allocated;
     stats.produced = cascade.produced;

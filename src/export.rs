@@ -22,6 +22,10 @@ use crate::source::Stack;
 /// Encoded slices waiting for the writer thread.
 const WRITE_QUEUE: usize = 4;
 
+/// Encoded-file buffers an export uses at most: the queue's, the one being written and the one
+/// being encoded.
+const ENCODE_BUFFERS: usize = WRITE_QUEUE + 2;
+
 /// Prefix of the staging folder an export writes into before moving levels into place.
 const STAGING_PREFIX: &str = ".lodcache-export";
 
@@ -433,16 +437,41 @@ fn write_staged(
         let writer = scope.spawn(move || -> Result<(u64, u64)> {
             let (mut files, mut bytes) = (0u64, 0u64);
             for (path, buf) in jobs {
-                fsutil::write_atomic(&path, &buf)?;
+                // Straight to its name: the staging folder is moved into place only when
+                // complete, so a file cut short by a crash is never seen in OUT (no temporary
+                // name and rename per file).
+                std::fs::write(&path, &buf).map_err(|e| Error::io("writing", &path, e))?;
                 files += 1;
                 bytes += buf.len() as u64;
                 let _ = to_encoder.send(buf);
             }
             Ok((files, bytes))
         });
+        // A bounded pool: the queue's buffers, the one being written and the one being
+        // encoded. Once all exist, the encoder waits for one to come back rather than touch
+        // fresh memory, so the export's memory does not depend on how far the writer lags.
+        let mut made = 0;
+        // Shared with the sink (it must be Send) so that the buffers left at the end can be
+        // kept for the next export; never contended.
+        let returned = std::sync::Mutex::new(returned);
+        let returned_here = &returned;
         let produced = produce(&mut move |level, z, slice| {
             let path = ctharvester_path(staging, level, z);
-            let mut buf = returned.try_recv().unwrap_or_default();
+            let mut buf = {
+                let returned = returned_here
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match returned.try_recv() {
+                    Ok(buf) => buf,
+                    Err(_) if made < ENCODE_BUFFERS => {
+                        made += 1;
+                        // Kept from an earlier export of this process when there is one.
+                        crate::cascade::pool::take_bytes(slice.pixels().as_bytes().len() + 4096)
+                    }
+                    // The writer stopped: its error is reported below.
+                    Err(_) => returned.recv().unwrap_or_default(),
+                }
+            };
             let pixel = voxel.map(|v| {
                 let [x, y, _] = v.at_level(level);
                 [x, y]
@@ -455,6 +484,11 @@ fn write_staged(
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(Error::internal("export", "the writer thread panicked")));
+        returned
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .try_iter()
+            .for_each(crate::cascade::pool::give_bytes);
         // A write error is the cause of a failed producer, so report it first.
         let counts = written?;
         produced?;

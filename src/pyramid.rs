@@ -1138,7 +1138,9 @@ impl Pyramid {
             self.in_pool(|| crate::kernel::reduce_slices(&a, b.as_deref(), &mut out))?;
         }
         let out = Arc::new(out);
-        self.inner.tiers.store(key, Arc::clone(&out), epoch);
+        if !ctx.no_store {
+            self.inner.tiers.store(key, Arc::clone(&out), epoch);
+        }
         self.inner.counters.generated.incr();
         self.inner
             .counters
@@ -1178,10 +1180,13 @@ impl Pyramid {
             // Progress of a build counts level-1 slices made (each one pair of source slices).
             let total = u64::from(self.inner.levels[1].depth) + source_units;
             ctx.report(0, total);
-            let (built, role) = self
-                .inner
-                .streams
-                .join(top, || self.stream_build(ctx, top, &upper, total, f));
+            let mut build = || self.stream_build(ctx, top, &upper, total, f);
+            // A build that stores nothing is of no use to another call: it runs on its own.
+            let (built, role) = if ctx.no_store {
+                (build(), Role::Alone)
+            } else {
+                self.inner.streams.join(top, build)
+            };
             // A build we ran handed every slice to f; one we waited for stored them.
             if role != Role::Waited {
                 built?;
@@ -1219,7 +1224,8 @@ impl Pyramid {
     }
 
     /// One streaming pass up to level `top`: every produced slice not stored yet is handed to
-    /// the storing threads (kept as lent; the stream makes a new buffer in its place); slices of
+    /// the storing threads (kept as lent; the stream makes a new buffer in its place), unless
+    /// the call stores nothing (then every buffer is reused); slices of
     /// the `wanted` levels also go to `f`. Runs on the calling thread (the stream's sink, and so
     /// `f` and the progress callback, are called on it).
     fn stream_build(
@@ -1241,7 +1247,9 @@ impl Pyramid {
         let streamed = stream_shared(&self.inner.stack, &options, |level, z, slice| {
             ctx.check()?;
             let key = SliceKey::new(level, z);
-            if !self.is_stored(key) {
+            if ctx.no_store {
+                self.inner.counters.generated.incr();
+            } else if !self.is_stored(key) {
                 // Kept as it is (no copy); the builder makes a new buffer in its place.
                 self.inner.tiers.store(key, Arc::clone(slice), epoch);
                 self.inner.counters.generated.incr();

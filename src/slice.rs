@@ -222,6 +222,15 @@ impl Pixels {
         self.len() == 0
     }
 
+    /// Bytes allocated for samples (at least the samples' bytes).
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        match self {
+            Pixels::U8(v) => v.capacity(),
+            Pixels::U16(v) => v.capacity() * 2,
+            Pixels::F32(v) => v.capacity() * 4,
+        }
+    }
+
     /// The samples as bytes, native byte order.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
@@ -343,6 +352,11 @@ impl Slice {
         self.width = width;
         self.height = height;
         self.pixels.reshape(ty, width as usize * height as usize);
+    }
+
+    /// Bytes allocated for samples (see [`Pixels::capacity_bytes`]).
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.pixels.capacity_bytes()
     }
 
     /// Mutable access to the samples (the length must stay `width * height`).

@@ -1525,3 +1525,63 @@ fn bytes_read_grows_by_the_files_of_each_pair() {
         );
     }
 }
+
+/// Uncompressed 8-bit gray BMPs whose rows have no padding are read by rows (bottom-up ones a
+/// band at a time, put in order in the band); the result equals the whole decode's, across
+/// several bands, odd heights, top-down files, and the files that must be decoded whole (rows
+/// with padding, a palette that is not the gray ramp) in the same stack.
+#[test]
+fn bmp_rows_read_in_place_reduce_like_the_kernel() {
+    let mut out = Slice::zeroed(0, 0, SampleType::U8);
+    let mut want = Slice::zeroed(0, 0, SampleType::U8);
+    let gray = common::gray_palette();
+    let mut inverted = gray.clone();
+    inverted.reverse();
+    // 1000 x 203: a band of 64 rows, four bands with an odd last row dropped by the kernel.
+    for (w, h) in [(1000, 203), (64, 9), (36, 2)] {
+        for top_down in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut rng = Rng(7 + u64::from(w));
+            let files: Vec<Vec<u8>> = (0..7)
+                .map(|i| {
+                    let Data::U8(d) = random_data(Kind::U8, (w * h) as usize, &mut rng) else {
+                        unreachable!()
+                    };
+                    // Slice 4 goes through its palette (decoded whole); the rest are plain.
+                    let palette = if i == 4 { &inverted } else { &gray };
+                    common::bmp_indexed(w, h, 8, &d, palette, top_down)
+                })
+                .collect();
+            for (i, bytes) in files.iter().enumerate() {
+                fs::write(dir.path().join(format!("s_{i:05}.bmp")), bytes).unwrap();
+            }
+            let stack = Stack::open(dir.path()).unwrap();
+            let mut reader = PairReducer::new(&stack);
+            for z in [0, 1, 3, 2, 0] {
+                let what = format!("{w} x {h}, top-down {top_down}");
+                reader.reduce_pair(z, &mut out).unwrap();
+                reference(&stack, z, &mut want).unwrap();
+                assert_same(&out, &want, &format!("{what}, level-1 slice {z}"));
+            }
+        }
+    }
+    // A truncated BMP is refused naming the file, as the whole decode refuses it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(3);
+    for i in 0..2 {
+        let Data::U8(d) = random_data(Kind::U8, 64 * 64, &mut rng) else {
+            unreachable!()
+        };
+        let mut bytes = common::bmp_indexed(64, 64, 8, &d, &gray, false);
+        if i == 1 {
+            bytes.truncate(bytes.len() - 100);
+        }
+        fs::write(dir.path().join(format!("s_{i:05}.bmp")), bytes).unwrap();
+    }
+    let stack = Stack::open(dir.path()).unwrap();
+    let e = PairReducer::new(&stack)
+        .reduce_pair(0, &mut out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("s_00001.bmp"), "{e}");
+}

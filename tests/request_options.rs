@@ -183,3 +183,43 @@ fn file_names_in_errors_are_quoted_with_control_characters_escaped() {
     assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text:?}");
     assert!(text.contains("\\n") && text.contains("\\u{1b}"), "{text}");
 }
+
+#[test]
+fn a_call_without_storing_keeps_nothing_and_makes_the_same_pyramid() {
+    let scan = fixture(96, 80, 40);
+    let naive = scan.naive();
+    let pyr = scan.open();
+    let out = scan.path("out");
+    let report = pyr
+        .request()
+        .without_storing()
+        .export_ctharvester(&out, None)
+        .unwrap();
+    assert!(report.generated > 0 && report.from_cache == 0);
+    let volume = pyr.request().without_storing().volume(2).unwrap();
+    let slice = pyr.request().without_storing().slice(3, 1).unwrap();
+    pyr.flush();
+    // Nothing was kept in any tier, and nothing is waiting to be.
+    let stats = pyr.stats();
+    assert_eq!(stats.memory.entries, 0, "{stats:?}");
+    assert_eq!(stats.disk.writes, 0, "{stats:?}");
+    assert_eq!(stats.stored_bytes, 0, "{stats:?}");
+    assert!((1..pyr.level_count()).all(|l| !pyr.is_level_stored(l)));
+    // The same pixels as a call that stores.
+    for level in 1..pyr.level_count() {
+        let (files, _) = common::read_tiff_dir(&out.join(level.to_string()));
+        assert_eq!(files.slices, naive[level as usize].slices, "level {level}");
+    }
+    for z in 0..volume.depth() {
+        assert_eq!(
+            values(&volume.slice(z).unwrap()),
+            naive[2].slices[z as usize]
+        );
+    }
+    assert_eq!(values(&slice), naive[3].slices[1]);
+    // A call that stores still does.
+    pyr.volume(2).unwrap();
+    pyr.flush();
+    assert!(pyr.is_level_stored(1) && pyr.is_level_stored(2));
+    assert!(pyr.stats().memory.entries > 0);
+}

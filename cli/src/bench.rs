@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
@@ -17,7 +18,8 @@ use crate::{Failure, Outcome};
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
     /// Lazy against eager on one scan: first slice, volume of the smallest level, the eager
-    /// build, the decode floor, memory and disk hits, compression, peak memory
+    /// build, the decode floor, memory and disk hits, compression, peak memory, and `export
+    /// --no-cache` against `cat` of the same files (both whole processes, with their ratio)
     Table(TableArgs),
     /// The HTTP server under load: clients asking for tiles and slices of every level (memory
     /// hits mixed with generated ones), then one client repeating a tile (the response cache)
@@ -53,6 +55,10 @@ pub(crate) struct TableArgs {
     /// Runs per figure (the median is shown)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
+    /// Also time `cat` and `export --no-cache` with the scan's files evicted from the page
+    /// cache before each run (posix_fadvise DONTNEED on each file: nothing else is evicted)
+    #[arg(long)]
+    cold: bool,
 }
 
 /// The request mixes of `lodcache bench load`.
@@ -203,6 +209,129 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// `cat` of a scan's files against `lodcache export --no-cache` of the scan: medians.
+struct AgainstCat {
+    files: usize,
+    cat: Duration,
+    export: Duration,
+    /// Of the median export run.
+    peak_kib: i64,
+    minor_faults: i64,
+}
+
+/// Wall time, peak RSS (KiB) and minor faults of a child process run to its end with its
+/// output thrown away; an error when it fails.
+fn run_process(cmd: &mut Command) -> Result<(Duration, i64, i64), String> {
+    let what = format!("{:?}", cmd.get_program());
+    let t = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("running {what}: {e}"))?;
+    let (ok, peak, faults) = reap(child)?;
+    let elapsed = t.elapsed();
+    if !ok {
+        return Err(format!("{what} failed"));
+    }
+    Ok((elapsed, peak, faults))
+}
+
+/// Waits for `child`: whether it succeeded, its peak RSS (KiB) and minor faults (Linux and
+/// the other Unixes: from `wait4`; elsewhere 0).
+#[cfg(unix)]
+fn reap(child: Child) -> Result<(bool, i64, i64), String> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value; both pointers outlive the call; the child is
+    // ours and not reaped yet (the Child handle is dropped without waiting).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if got != pid {
+        return Err(format!(
+            "waiting for a child: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok((ok, usage.ru_maxrss, usage.ru_minflt))
+}
+
+#[cfg(not(unix))]
+fn reap(mut child: Child) -> Result<(bool, i64, i64), String> {
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for a child: {e}"))?;
+    Ok((status.success(), 0, 0))
+}
+
+/// Drops the scan's files from the page cache (their pages only).
+#[cfg(target_os = "linux")]
+fn evict(files: &[&Path]) {
+    use std::os::fd::AsRawFd;
+    for path in files {
+        if let Ok(f) = std::fs::File::open(path) {
+            // SAFETY: a valid open descriptor; advice only, no memory is touched.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn evict(_files: &[&Path]) {}
+
+/// Times `cat FILES > /dev/null` and `lodcache export SCAN OUT --no-cache` (this executable)
+/// in interleaved runs, page cache warm (read once before) or cold (the files evicted before
+/// each run).
+fn export_against_cat(
+    stack: &Stack,
+    edge: u32,
+    runs: usize,
+    scratch: &Path,
+    cold: bool,
+) -> Result<AgainstCat, String> {
+    let mut files: Vec<&Path> = stack.files().iter().map(|f| f.path.as_path()).collect();
+    files.dedup();
+    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    let out = scratch.join("export");
+    let cat = || run_process(Command::new("cat").args(&files)).map(|(t, _, _)| t);
+    let export = || {
+        let _ = std::fs::remove_dir_all(&out);
+        let result = run_process(
+            Command::new(&exe)
+                .arg("export")
+                .arg(stack.dir())
+                .arg(&out)
+                .args(["--no-cache", "--edge", &edge.to_string()]),
+        );
+        let _ = std::fs::remove_dir_all(&out);
+        result
+    };
+    if !cold {
+        cat()?;
+    }
+    let (mut cats, mut exports) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        if cold {
+            evict(&files);
+        }
+        cats.push(cat()?);
+        if cold {
+            evict(&files);
+        }
+        exports.push(export()?);
+    }
+    exports.sort_by_key(|e| e.0);
+    let (export, peak_kib, minor_faults) = exports[exports.len() / 2];
+    Ok(AgainstCat {
+        files: files.len(),
+        cat: median(cats),
+        export,
+        peak_kib,
+        minor_faults,
+    })
+}
+
 struct Bench<'a> {
     scan: &'a Path,
     edge: u32,
@@ -281,6 +410,15 @@ fn table(args: TableArgs) -> Outcome {
         scratch: scratch.clone(),
     };
     let runs = args.runs as usize;
+
+    // The read floor as a user times it: whole processes, `cat` of the scan's files against
+    // this tool's export, runs interleaved so that both see the same machine.
+    let floor_vs_cat = export_against_cat(&stack, args.edge, runs, &scratch, false)?;
+    let cold_vs_cat = if args.cold {
+        Some(export_against_cat(&stack, args.edge, runs, &scratch, true)?)
+    } else {
+        None
+    };
 
     // Warm the page cache, then the floors.
     decode_floor(&stack, threads);
@@ -420,6 +558,24 @@ fn table(args: TableArgs) -> Outcome {
         "| compression, levels 1..={probe} (blob bytes / raw bytes) | {ratio:.3} | {:.2}x smaller |",
         1.0 / ratio
     );
+    for (cache, figures) in [
+        ("warm", Some(&floor_vs_cat)),
+        ("cold", cold_vs_cat.as_ref()),
+    ] {
+        let Some(f) = figures else { continue };
+        say!(
+            "| `cat` of the {} source files, a process, page cache {cache} | {} | 1 |",
+            f.files,
+            ms(f.cat)
+        );
+        say!(
+            "| `lodcache export --no-cache`, a process, page cache {cache} | {} | {:.2}x `cat` (peak RSS {:.1} MiB, {} minor faults) |",
+            ms(f.export),
+            f.export.as_secs_f64() / f.cat.as_secs_f64(),
+            f.peak_kib as f64 / 1024.0,
+            f.minor_faults
+        );
+    }
     match peak {
         Some(peak) => say!(
             "| peak RSS growth during volume({top}) | {:.1} MiB | budget {:.0} MiB + 4 source slices = {:.1} MiB |",

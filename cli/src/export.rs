@@ -103,11 +103,14 @@ pub(crate) fn run(args: ExportArgs) -> Outcome {
             bar.set_position(p.done);
         }
     };
-    let report = pyr
-        .request()
-        .with_cancel(&cancel)
-        .with_progress(&progress)
-        .export_ctharvester(&args.out, args.levels.as_ref().map(|l| l.0.as_slice()));
+    let mut request = pyr.request().with_cancel(&cancel).with_progress(&progress);
+    if args.pyramid.no_cache {
+        // Nothing outlives this process: keeping the slices in memory would only cost time
+        // and fresh memory (encoding them, and a new buffer for every slice kept).
+        request = request.without_storing();
+    }
+    let report =
+        request.export_ctharvester(&args.out, args.levels.as_ref().map(|l| l.0.as_slice()));
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -98,6 +98,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) progress: Option<ProgressFn<'a>>,
     /// Whether the call counts as demand.
     pub(crate) demand: bool,
+    /// Whether the call keeps nothing it generates (see [`Request::without_storing`]).
+    pub(crate) no_store: bool,
 }
 
 impl Ctx<'_> {
@@ -160,6 +162,7 @@ impl fmt::Debug for Request<'_> {
             .field("cancel", &self.ctx.cancel)
             .field("progress", &self.ctx.progress.is_some())
             .field("demand", &self.ctx.demand)
+            .field("storing", &!self.ctx.no_store)
             .finish()
     }
 }
@@ -185,6 +188,21 @@ impl<'a> Request<'a> {
     /// Default: counted.
     pub fn without_demand(mut self) -> Self {
         self.ctx.demand = false;
+        self
+    }
+
+    /// Stores nothing the call generates: no slice it makes goes to any tier, so none is
+    /// encoded or kept, and the streaming builder reuses every buffer it has instead of
+    /// leaving its slices to the storing threads. For whole-level work nobody will ask for
+    /// again, such as an export by a process that ends after it (`lodcache export
+    /// --no-cache`): that export then touches a few slices' worth of fresh memory instead of
+    /// hundreds of megabytes of by-products, and encodes nothing. Slices already stored are
+    /// still read from the tiers. A whole-level call that builds runs its own streaming build:
+    /// it does not wait for another call's build of the same levels, and no call waits for
+    /// its build (it stores nothing they could use).
+    /// Default: everything the call makes is stored, by-products included.
+    pub fn without_storing(mut self) -> Self {
+        self.ctx.no_store = true;
         self
     }
 

@@ -204,7 +204,10 @@ impl SliceDecoder {
     pub(crate) fn rows(&mut self, path: &Path, expected: &SliceInfo) -> Result<Option<Rows>> {
         use tiff::tags::Tag;
         // Only the header is read through the buffer (the rows are read straight from the file).
-        let (input, format) = self.open(path, HEADER_BUFFER)?;
+        let (mut input, format) = self.open(path, HEADER_BUFFER)?;
+        if format == Format::Bmp && self.page_ifd.is_none() {
+            return self.bmp_rows(path, &mut input, expected);
+        }
         if format != Format::Tiff {
             return Ok(None);
         }
@@ -283,6 +286,53 @@ impl SliceDecoder {
         Ok(Some(Rows::new(
             file, path, counted, row_bytes, swap, layout,
         )))
+    }
+
+    /// [`SliceDecoder::rows`] of a BMP: only uncompressed 8-bit rows without padding (width a
+    /// multiple of 4) whose palette is the gray ramp, of `expected`'s size, and whole; `None`
+    /// for anything else (the whole-image decoder reads it, or says what is wrong with it).
+    /// Bottom-up rows (the usual BMP) are read a band at a time in one read and put in order
+    /// in the band, so they cost what a TIFF's rows cost.
+    fn bmp_rows(
+        &mut self,
+        path: &Path,
+        input: &mut Input,
+        expected: &SliceInfo,
+    ) -> Result<Option<Rows>> {
+        let head = input
+            .fill_buf()
+            .map_err(|e| Error::io("reading", path, e))?;
+        let (Some((offset, top_down)), Some(need), Some((width, height))) =
+            (bmp8_rows(head), bmp_uncompressed_len(head), bmp_size(head))
+        else {
+            return Ok(None);
+        };
+        if !bmp_is_plain_8_bit(head)
+            || !bmp_gray_ramp(head)
+            || expected.sample_type != SampleType::U8
+            || (width, height) != (expected.width, expected.height)
+            || width % 4 != 0
+            || need > self.file_len
+        {
+            return Ok(None);
+        }
+        let file = input
+            .file()
+            .try_clone()
+            .map_err(|e| Error::io("opening", path, e))?;
+        let row_bytes = width as usize;
+        Ok(Some(if top_down {
+            Rows::new(
+                file,
+                path,
+                self.file_len,
+                row_bytes,
+                0,
+                [(0, height, offset)],
+            )
+        } else {
+            Rows::bottom_up(file, path, self.file_len, row_bytes, height, offset)
+        }))
     }
 
     /// Counts a file read through [`SliceDecoder::rows`].
@@ -924,6 +974,53 @@ fn bmp_uncompressed_len(head: &[u8]) -> Option<u64> {
     };
     let stride = (width * bits).div_ceil(32) * 4;
     Some(offset.saturating_add(stride.saturating_mul(height)))
+}
+
+/// Width and height of a BMP from its first bytes.
+fn bmp_size(head: &[u8]) -> Option<(u32, u32)> {
+    let u16_at = |at: usize| {
+        head.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        head.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    match u32_at(14)? {
+        12 => Some((u32::from(u16_at(18)?), u32::from(u16_at(20)?))),
+        _ => Some((
+            (u32_at(18)? as i32).unsigned_abs(),
+            (u32_at(22)? as i32).unsigned_abs(),
+        )),
+    }
+}
+
+/// Whether an 8-bit BMP's palette, from its first bytes, maps every index to the gray of the
+/// same value: 256 entries (B, G, R and a fourth byte, or B, G, R in the OS/2 core header),
+/// entry i being (i, i, i). Then its indices are its samples.
+fn bmp_gray_ramp(head: &[u8]) -> bool {
+    let u32_at = |at: usize| {
+        head.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let Some(header) = u32_at(14) else {
+        return false;
+    };
+    let (entry, colors) = match header {
+        12 => (3, 256),
+        _ => (4, u32_at(46).map_or(0, |c| if c == 0 { 256 } else { c })),
+    };
+    if colors != 256 {
+        return false;
+    }
+    let start = 14 + header as usize;
+    let Some(table) = head.get(start..start + 256 * entry) else {
+        return false;
+    };
+    table
+        .chunks_exact(entry)
+        .enumerate()
+        .all(|(i, c)| c[..3].iter().all(|&v| usize::from(v) == i))
 }
 
 /// Where the rows of a BMP start and whether they are stored top-down, from its first bytes.

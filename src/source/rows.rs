@@ -1,7 +1,8 @@
 //! Rows read straight from a slice file, a band at a time.
 //!
 //! An uncompressed gray TIFF in strips (what CT reconstruction software writes) holds its
-//! samples in the file as they are. For those files the level-1 reduction does not decode
+//! samples in the file as they are, and so does an uncompressed 8-bit BMP with a gray palette
+//! (its rows last first). For those files the level-1 reduction does not decode
 //! whole source slices: it reads a band of rows of both files into small cache-resident
 //! buffers and reduces it at once (see `cascade::PairReducer::reduce_pair`). The kernel's
 //! copy out of the page cache then lands in cache instead of in a fresh 8 MiB buffer in DRAM,
@@ -38,6 +39,8 @@ pub(crate) struct Rows {
     runs: Vec<Run>,
     /// File offset the next read starts at.
     at: u64,
+    /// The rows are stored last row first (a BMP's): the slice's height.
+    bottom_up: Option<u32>,
 }
 
 impl Rows {
@@ -75,7 +78,23 @@ impl Rows {
             swap,
             runs,
             at: u64::MAX,
+            bottom_up: None,
         }
+    }
+
+    /// `height` rows stored one after the other from `offset` on, the last row first (as a
+    /// BMP stores them).
+    pub(crate) fn bottom_up(
+        file: File,
+        path: &Path,
+        file_len: u64,
+        row_bytes: usize,
+        height: u32,
+        offset: u64,
+    ) -> Rows {
+        let mut rows = Rows::new(file, path, file_len, row_bytes, 0, [(0, height, offset)]);
+        rows.bottom_up = Some(height);
+        rows
     }
 
     /// Bytes counted as read when every row is read: the file's length, or for a page of a
@@ -89,6 +108,9 @@ impl Rows {
     pub(crate) fn read(&mut self, first: u32, rows: u32, out: &mut [u8]) -> Result<()> {
         debug_assert_eq!(out.len(), rows as usize * self.row_bytes);
         let end = first + rows;
+        if let Some(height) = self.bottom_up {
+            return self.read_bottom_up(height, first, end, out);
+        }
         let mut y = first;
         let mut done = 0;
         let mut i = self.runs.partition_point(|r| r.first + r.rows <= y);
@@ -116,6 +138,26 @@ impl Rows {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Rows `first..end` of a bottom-up file: one read of the rows as they lie in the file
+    /// (last one first), then the rows swapped into order in `out` while it is in cache.
+    fn read_bottom_up(&mut self, height: u32, first: u32, end: u32, out: &mut [u8]) -> Result<()> {
+        let (Some(run), true) = (self.runs.first(), end <= height) else {
+            return Err(Error::decode(
+                &self.path,
+                format!("no row {} in {height} rows", end.saturating_sub(1)),
+            ));
+        };
+        let offset = run.offset + u64::from(height - end) * self.row_bytes as u64;
+        self.read_at(offset, out)?;
+        let row = self.row_bytes;
+        let n = (end - first) as usize;
+        for i in 0..n / 2 {
+            let (top, bottom) = out.split_at_mut((n - 1 - i) * row);
+            top[i * row..(i + 1) * row].swap_with_slice(&mut bottom[..row]);
         }
         Ok(())
     }
