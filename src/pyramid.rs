@@ -168,7 +168,9 @@ pub struct PyramidStats {
     pub coalesced: u64,
     /// Streaming builds run (whole-level requests on levels not fully stored).
     pub stream_builds: u64,
-    /// Source slices decoded.
+    /// Source slices read: decoded whole, or in part (a level-0 [`Pyramid::region`] of a
+    /// file that holds its samples as they are reads only the region's rows; see
+    /// `source_bytes` for how much was read).
     pub source_slices: u64,
     /// Bytes of source files read.
     pub source_bytes: u64,
@@ -754,7 +756,10 @@ impl Pyramid {
             })
     }
 
-    /// The rectangle `region` of slice `z` of `level`.
+    /// The rectangle `region` of slice `z` of `level`. At level 0, a source file that holds
+    /// its samples as they are (an uncompressed gray TIFF in strips, either byte order, or an
+    /// uncompressed 8-bit gray BMP) is read only in the region's rows; any other file is
+    /// decoded whole. [`PyramidStats::source_bytes`] counts what was read.
     ///
     /// # Errors
     /// As [`Pyramid::slice`], and [`Error::InvalidArgument`] when the rectangle is empty or
@@ -781,20 +786,59 @@ impl Pyramid {
                 ),
             ));
         }
-        let (whole, _) = self.slice_in(ctx, level, z)?;
-        let s = info.sample_type.bytes();
-        let src = whole.pixels().as_bytes();
-        let mut out = Slice::zeroed(region.width, region.height, info.sample_type);
-        let row = region.width as usize * s;
-        for (r, dst) in out
-            .pixels_mut()
-            .as_bytes_mut()
-            .chunks_exact_mut(row)
-            .enumerate()
-        {
-            let start = ((region.y as usize + r) * info.width as usize + region.x as usize) * s;
-            dst.copy_from_slice(&src[start..start + row]);
+        if level == 0 {
+            return self.source_region(ctx, &info, z, region);
         }
+        let (whole, _) = self.slice_in(ctx, level, z)?;
+        let mut out = Slice::zeroed(region.width, region.height, info.sample_type);
+        copy_rect(&info, region, 0, whole.pixels().as_bytes(), &mut out);
+        Ok(out)
+    }
+
+    /// The rectangle `region` (inside the slice) of source slice `z`. When the file holds its
+    /// samples as they are (an uncompressed gray TIFF in strips, or BMP: see
+    /// `StackReader::rows`) only rows `region.y..region.y + region.height` are read, else the
+    /// slice is decoded whole. Counted as one source slice either way; `source_bytes` counts
+    /// the bytes of the rows read (the file's header is not counted, as for the level-1
+    /// reduction by rows).
+    fn source_region(
+        &self,
+        ctx: &Ctx<'_>,
+        info: &LevelInfo,
+        z: u32,
+        region: Region,
+    ) -> Result<Slice> {
+        let _foreground = self.inner.tiers.enter();
+        Self::check_z(info, z)?;
+        self.count_slice(ctx, 0, z);
+        ctx.check()?;
+        let mut reader = self.inner.stack.reader();
+        let mut out = Slice::zeroed(region.width, region.height, info.sample_type);
+        let result = (|| match reader.rows(z)? {
+            Some(mut rows) => {
+                let row_bytes = info.width as usize * info.sample_type.bytes();
+                let len = region.height as usize * row_bytes;
+                if region.width == info.width {
+                    rows.read(region.y, region.height, out.pixels_mut().as_bytes_mut())?;
+                } else {
+                    let mut band = crate::source::Band::default();
+                    let band = band.bytes(len);
+                    rows.read(region.y, region.height, band)?;
+                    copy_rect(info, region, region.y, band, &mut out);
+                }
+                reader.count_read(len as u64);
+                Ok(())
+            }
+            None => {
+                let mut whole = Slice::zeroed(0, 0, info.sample_type);
+                reader.read_into(z, &mut whole)?;
+                copy_rect(info, region, 0, whole.pixels().as_bytes(), &mut out);
+                Ok(())
+            }
+        })();
+        self.inner.counters.source_bytes.add(reader.bytes_read());
+        result?;
+        self.inner.counters.source_slices.incr();
         Ok(out)
     }
 
@@ -1332,3 +1376,20 @@ impl Pyramid {
 
 /// Receives the slices of a whole-level request: `(level, z, slice)`.
 type SliceSink<'a> = dyn FnMut(u32, u32, &Slice) -> Result<()> + Send + 'a;
+
+/// Copies `region` of a slice of `info`'s size out of `src`, which holds the slice's rows from
+/// row `first` on, into `out` (`region`'s size).
+fn copy_rect(info: &LevelInfo, region: Region, first: u32, src: &[u8], out: &mut Slice) {
+    let s = info.sample_type.bytes();
+    let row = region.width as usize * s;
+    for (r, dst) in out
+        .pixels_mut()
+        .as_bytes_mut()
+        .chunks_exact_mut(row)
+        .enumerate()
+    {
+        let y = (region.y - first) as usize + r;
+        let start = (y * info.width as usize + region.x as usize) * s;
+        dst.copy_from_slice(&src[start..start + row]);
+    }
+}
