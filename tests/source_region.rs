@@ -129,7 +129,10 @@ fn big_endian_strips_are_swapped_like_the_whole_slice() {
     let pyr = open(tmp.path());
     assert_regions("big-endian 16-bit TIFF", &pyr);
     // Read by rows (so swapped by the row reader, not by the whole-slice decoder).
-    assert_eq!(bytes_read(&pyr, 0, Region::new(0, 3, 5, 1)), u64::from(w) * 2);
+    assert_eq!(
+        bytes_read(&pyr, 0, Region::new(0, 3, 5, 1)),
+        u64::from(w) * 2
+    );
     // And against the samples written, not only against the whole-slice decoder.
     let samples = &noise(w, h, 1, 16, 12);
     let got = pyr.region(0, 1, Region::new(3, 5, 7, 4)).unwrap();

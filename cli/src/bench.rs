@@ -708,6 +708,7 @@ fn load(args: LoadArgs) -> Outcome {
                     slice_cache: 256 << 20,
                     blocking: 32,
                     heavy: 2,
+                    chunk_queue: None,
                     zarr: crate::server::ZarrOpts::default(),
                 },
                 crate::server::ConnLimits::default(),

@@ -54,6 +54,10 @@ pub(crate) struct ServeArgs {
     /// Heavy requests (level-0 sections, levels not built yet) at once; more get 503
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     max_heavy: Option<u32>,
+    /// OME-Zarr and precomputed chunk requests being made at once (waiting or running); more
+    /// get 503 with Retry-After [default: 8 per place of the blocking pool, 256]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_queued_chunks: Option<u32>,
     /// A connection must send a whole request head within this (slow clients are dropped)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     header_timeout: std::time::Duration,
@@ -245,6 +249,7 @@ pub(crate) fn run(args: ServeArgs) -> Outcome {
         slice_cache: 256 << 20,
         blocking: 32,
         heavy: args.max_heavy.map_or_else(default_heavy, |n| n as usize),
+        chunk_queue: args.max_queued_chunks.map(|n| n as usize),
         zarr,
     };
     let levels = pyr.levels().len();

@@ -414,3 +414,111 @@ fn metadata_of_a_served_store_names_the_chunks_asked_for() {
     );
     assert_eq!(info["scales"][0]["encoding"], "raw");
 }
+
+/// Writes a scan of `depth` 16-bit PNG slices (slow to decode, small on disk).
+fn png_scan(dir: &std::path::Path, size: u32, depth: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for z in 0..depth {
+        let img = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(size, size, |x, y| {
+            image::Luma([((x * 7 + y * 13 + z * 31) % 4096 + (x ^ y) % 97) as u16])
+        });
+        img.save(dir.join(format!("slice{z:04}.png"))).unwrap();
+    }
+}
+
+/// Starts `GET target` on a socket of its own (left open): the caller drops it to leave.
+fn start_request(s: &Server, target: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.write_all(
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            s.port
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    c
+}
+
+/// Waits until the server has decoded more source slices than it had when called.
+fn wait_for_reading(s: &Server, from: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.json("/api/stats")["source_slices"].as_u64().unwrap() <= from {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never started reading"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn chunks_beyond_the_queue_limit_get_503_with_retry_after_and_the_held_one_is_served() {
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = tmp.path().join("pngs");
+    let (size, depth) = (768, 400);
+    png_scan(&scan, size, depth);
+    let s = Server::start(
+        &scan,
+        &[
+            "--no-cache",
+            "--max-heavy",
+            "1",
+            "--max-queued-chunks",
+            "1",
+            "--zarr-chunks",
+            "8,64,64",
+            "--zarr-compression",
+            "none",
+        ],
+    );
+    let base = s.json("/api/stats")["source_slices"].as_u64().unwrap();
+    // A level-0 section reads every source slice and holds the one heavy place until its
+    // client leaves (or all 400 slices are read).
+    let section = start_request(&s, "/api/section/0/x/100.png");
+    wait_for_reading(&s, base);
+
+    // Deep chunks wait for the heavy place while holding a chunk place: the first one the
+    // server takes holds the only chunk place, every other one is refused at once.
+    let chunks = 5u32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for iz in 0..chunks {
+            let (s, tx) = (&s, tx.clone());
+            scope.spawn(move || {
+                let _ = tx.send((iz, s.get(&format!("/zarr/0/{iz}/1/1"))));
+            });
+        }
+        let mut refused = Vec::new();
+        for _ in 1..chunks {
+            let (iz, r) = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the refusals came at once");
+            assert_eq!(r.status, 503, "chunk {iz}: {}", r.text());
+            assert_eq!(r.header("retry-after"), Some("1"), "{:?}", r.headers);
+            let m = r.json()["error"].as_str().unwrap_or_default().to_string();
+            assert!(m.contains("busy"), "{m}");
+            refused.push(iz);
+        }
+        // The section's client leaves: the heavy place is freed, the held chunk is made.
+        drop(section);
+        let (iz, r) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the held chunk was answered");
+        assert!(!refused.contains(&iz));
+        assert_eq!(r.status, 200, "chunk {iz}: {}", r.text());
+        let shape = (depth, size, size);
+        let want = expected_chunk(&s, 0, (8 * iz, 64, 64), (8, 64, 64), shape, true);
+        assert_eq!(samples(&r.body), want, "chunk {iz}");
+        // The refused ones are served now, each exactly.
+        for iz in refused {
+            let r = s.get(&format!("/zarr/0/{iz}/1/1"));
+            assert_eq!(r.status, 200, "chunk {iz}: {}", r.text());
+            let want = expected_chunk(&s, 0, (8 * iz, 64, 64), (8, 64, 64), shape, true);
+            assert_eq!(samples(&r.body), want, "chunk {iz}");
+        }
+    });
+    s.assert_alive();
+}

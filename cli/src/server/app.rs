@@ -158,6 +158,9 @@ pub(crate) struct Limits {
     pub(crate) blocking: usize,
     /// Heavy requests at once; more get 503 with `Retry-After`.
     pub(crate) heavy: usize,
+    /// Chunk requests in flight (waiting or running) at once; more get 503 with
+    /// `Retry-After`. `None`: [`zarr::CHUNK_QUEUE`] per place of the blocking pool.
+    pub(crate) chunk_queue: Option<usize>,
     /// How Zarr and precomputed chunks are cut and compressed.
     pub(crate) zarr: ZarrOpts,
 }
@@ -210,6 +213,10 @@ impl App {
         // Longest first, so that a cache folder inside the scan folder is replaced whole.
         redact.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         let weigh = |bytes: usize| u32::try_from(bytes).unwrap_or(u32::MAX);
+        let chunk_queue = limits
+            .chunk_queue
+            .unwrap_or(limits.blocking.max(1) * zarr::CHUNK_QUEUE)
+            .max(1);
         Ok(App {
             window: render::range(coarse.pixels()),
             name,
@@ -235,8 +242,8 @@ impl App {
             building: Mutex::new(BTreeMap::new()),
             zarr_opts: limits.zarr,
             zarr: tokio::sync::OnceCell::new(),
-            chunk_queue: Arc::new(Semaphore::new(limits.blocking.max(1) * zarr::CHUNK_QUEUE)),
-            chunk_queue_limit: limits.blocking.max(1) * zarr::CHUNK_QUEUE,
+            chunk_queue: Arc::new(Semaphore::new(chunk_queue)),
+            chunk_queue_limit: chunk_queue,
             pyr,
         })
     }

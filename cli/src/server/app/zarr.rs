@@ -7,8 +7,9 @@
 //! server's decoded-slice cache ([`App::held`]: memory, disk, else generated or read from the
 //! source), the library cuts and encodes it ([`ZarrLayout::encode_file`],
 //! [`ZarrLayout::encode_precomputed_chunk`]) and the bytes go into the response cache. Beyond
-//! [`CHUNK_QUEUE`] chunk requests waiting at once, a chunk is refused with 503 and
-//! `Retry-After` (clients read a 404 as zeros, so overload must never look like one).
+//! `serve --max-queued-chunks` chunk requests in flight at once (default [`CHUNK_QUEUE`] per
+//! place of the blocking pool), a chunk is refused with 503 and `Retry-After` (clients read a
+//! 404 as zeros, so overload must never look like one).
 //! Chunk responses answer `Range` (one range; sharded Zarr v3 clients read shard indexes so)
 //! and `If-None-Match`.
 
