@@ -9,8 +9,8 @@
 //! A new tier plugs in with a function that makes a [`Subject`] and one line, as the object
 //! store does: `#[test] fn object_store_keeps_the_contract() { contract(object_store) }`. The
 //! object store runs against a real S3 server (SeaweedFS, see `common/s3.rs`): started for the
-//! test, or the one `.ci/scale-test` started; skipped (with a message) only when
-//! `LODCACHE_SKIP_S3=1` says so.
+//! test, or the one `.ci/scale-test` started; skipped (with a message) when there is none
+//! (unless `LODCACHE_REQUIRE_S3=1`) or when `LODCACHE_SKIP_S3=1` says so.
 
 mod common;
 
