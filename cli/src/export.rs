@@ -2,7 +2,7 @@
 //! OME-Zarr store in one streaming pass.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -95,38 +95,17 @@ pub(crate) fn run(args: ExportArgs) -> Outcome {
     // object store that stopped answering) are printed after the summary.
     let shown = pyr.warnings().len();
     let started = Instant::now();
-    let cancel = crate::term::interrupt();
-    let bar = progress_bar();
-    let progress = |p: lodcache::Progress| {
-        if let Some(bar) = &bar {
-            bar.set_length(p.total);
-            bar.set_position(p.done);
-        }
-    };
-    let mut request = pyr.request().with_cancel(&cancel).with_progress(&progress);
-    if args.pyramid.no_cache {
-        // Nothing outlives this process: keeping the slices in memory would only cost time
-        // and fresh memory (encoding them, and a new buffer for every slice kept).
-        request = request.without_storing();
-    }
-    let report =
-        request.export_ctharvester(&args.out, args.levels.as_ref().map(|l| l.0.as_slice()));
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let report = match report {
-        Err(e) if e.kind() == lodcache::ErrorKind::Cancelled => {
-            tell!("export cancelled: {} left as it was", quote(&args.out));
-            return Err(Failure::Interrupted);
-        }
-        r => r.map_err(|e| {
-            format!(
-                "exporting to {}: {}",
-                quote(&args.out),
-                clean(&e.to_string())
-            )
-        })?,
-    };
+    let no_cache = args.pyramid.no_cache;
+    let report = exporting(&pyr, &args.out, |request| {
+        let request = if no_cache {
+            // Nothing outlives this process: keeping the slices in memory would only cost
+            // time and fresh memory (encoding them, and a new buffer for every slice kept).
+            request.without_storing()
+        } else {
+            request
+        };
+        request.export_ctharvester(&args.out, args.levels.as_ref().map(|l| l.0.as_slice()))
+    })?;
     let took = started.elapsed();
     pyr.flush();
     say!(
@@ -149,6 +128,40 @@ pub(crate) fn run(args: ExportArgs) -> Outcome {
 
 /// A progress bar on stderr when it is a terminal: units of the export's work (slices read,
 /// made or written).
+/// Runs one export request under Ctrl-C with a progress bar (on a terminal); a cancelled run
+/// leaves `out` as it was and ends with status 130.
+fn exporting<T>(
+    pyr: &lodcache::Pyramid,
+    out: &Path,
+    run: impl FnOnce(lodcache::Request<'_>) -> lodcache::Result<T>,
+) -> Result<T, Failure> {
+    let cancel = crate::term::interrupt();
+    let bar = progress_bar();
+    let progress = |p: lodcache::Progress| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        }
+    };
+    let report = run(pyr.request().with_cancel(&cancel).with_progress(&progress));
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match report {
+        Err(e) if e.kind() == lodcache::ErrorKind::Cancelled => {
+            tell!("export cancelled: {} left as it was", quote(out));
+            Err(Failure::Interrupted)
+        }
+        r => r.map_err(|e| {
+            Failure::from(format!(
+                "exporting to {}: {}",
+                quote(out),
+                clean(&e.to_string())
+            ))
+        }),
+    }
+}
+
 fn progress_bar() -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
@@ -203,35 +216,9 @@ fn ome_zarr(args: &ExportArgs, pyr: &lodcache::Pyramid) -> Outcome {
         ));
     }
     let started = Instant::now();
-    let cancel = crate::term::interrupt();
-    let bar = progress_bar();
-    let progress = |p: lodcache::Progress| {
-        if let Some(bar) = &bar {
-            bar.set_length(p.total);
-            bar.set_position(p.done);
-        }
-    };
-    let report = pyr
-        .request()
-        .with_cancel(&cancel)
-        .with_progress(&progress)
-        .export_ome_zarr(&args.out, &options);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let report = match report {
-        Err(e) if e.kind() == lodcache::ErrorKind::Cancelled => {
-            tell!("export cancelled: {} left as it was", quote(&args.out));
-            return Err(Failure::Interrupted);
-        }
-        r => r.map_err(|e| {
-            format!(
-                "exporting to {}: {}",
-                quote(&args.out),
-                clean(&e.to_string())
-            )
-        })?,
-    };
+    let report = exporting(pyr, &args.out, |request| {
+        request.export_ome_zarr(&args.out, &options)
+    })?;
     let levels: Vec<String> = report
         .levels
         .iter()
