@@ -367,6 +367,25 @@ pub fn stream_levels(
     stream_shared(stack, options, |level, z, slice| sink(level, z, slice))
 }
 
+impl StreamOptions {
+    /// The highest level a build with these options makes, of a stack with `count` levels:
+    /// `max_level`, else the last.
+    fn top_level(&self, count: usize) -> Result<usize> {
+        let last = count - 1;
+        match self.max_level {
+            Some(m) if m as usize > last => Err(Error::invalid(
+                "max level",
+                format!(
+                    "{m} but this stack has levels 0..={last} under {:?}",
+                    self.rule
+                ),
+            )),
+            Some(m) => Ok(m as usize),
+            None => Ok(last),
+        }
+    }
+}
+
 /// [`stream_levels`] handing out each slice as an `Arc` the sink may keep (no copy).
 pub(crate) fn stream_shared(
     stack: &Stack,
@@ -375,20 +394,7 @@ pub(crate) fn stream_shared(
 ) -> Result<StreamStats> {
     let started = Instant::now();
     let levels = stack.levels(&options.rule)?;
-    let last = levels.len() - 1;
-    let top = match options.max_level {
-        Some(m) if m as usize > last => {
-            return Err(Error::invalid(
-                "max level",
-                format!(
-                    "{m} but this stack has levels 0..={last} under {:?}",
-                    options.rule
-                ),
-            ));
-        }
-        Some(m) => m as usize,
-        None => last,
-    };
+    let top = options.top_level(levels.len())?;
     let mut stats = StreamStats {
         produced: vec![0; levels.len()],
         ..StreamStats::default()

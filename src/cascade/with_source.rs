@@ -65,20 +65,7 @@ pub(crate) fn stream_with_source(
 ) -> Result<StreamStats> {
     let started = Instant::now();
     let levels = stack.levels(&options.rule)?;
-    let last = levels.len() - 1;
-    let top = match options.max_level {
-        Some(m) if m as usize > last => {
-            return Err(Error::invalid(
-                "max level",
-                format!(
-                    "{m} but this stack has levels 0..={last} under {:?}",
-                    options.rule
-                ),
-            ));
-        }
-        Some(m) => m as usize,
-        None => last,
-    };
+    let top = options.top_level(levels.len())?;
     let mut stats = StreamStats {
         produced: vec![0; levels.len()],
         ..StreamStats::default()
