@@ -755,15 +755,23 @@ impl ZarrLayout {
         slices: &[&Slice],
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        self.encode_raw(|raw| self.raw_chunk(level, index, slices, true, raw), out)
+    }
+
+    /// Encodes the uncompressed chunk `fill` writes: straight into `out` without compression,
+    /// else through a buffer kept per thread (a fresh one per chunk costs a page fault per
+    /// 4 KiB; on the development VM, fresh memory cost more than compressing it).
+    fn encode_raw(
+        &self,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         if self.compression == Compression::None {
-            return self.raw_chunk(level, index, slices, true, out);
+            return fill(out);
         }
-        // The uncompressed chunk goes through a buffer kept per thread: a fresh one per chunk
-        // costs a page fault per 4 KiB (on the development VM, fresh memory cost more than
-        // compressing it).
         RAW.with(|raw| {
             let mut raw = raw.borrow_mut();
-            self.raw_chunk(level, index, slices, true, &mut raw)?;
+            fill(&mut raw)?;
             self.compression
                 .encode(&raw, self.sample_type().bytes(), out)
         })
@@ -777,15 +785,10 @@ impl ZarrLayout {
         rows: &RowFn<'_>,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        if self.compression == Compression::None {
-            return self.raw_chunk_rows(level, index, rows, true, out);
-        }
-        RAW.with(|raw| {
-            let mut raw = raw.borrow_mut();
-            self.raw_chunk_rows(level, index, rows, true, &mut raw)?;
-            self.compression
-                .encode(&raw, self.sample_type().bytes(), out)
-        })
+        self.encode_raw(
+            |raw| self.raw_chunk_rows(level, index, rows, true, raw),
+            out,
+        )
     }
 
     /// The bytes of file `index` (`z, y, x` in [`ZarrLevel::file_grid`]) of `level`: a shard
