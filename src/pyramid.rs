@@ -795,12 +795,69 @@ impl Pyramid {
         Ok(out)
     }
 
-    /// The rectangle `region` (inside the slice) of source slice `z`. When the file holds its
-    /// samples as they are (an uncompressed gray TIFF in strips, or BMP: see
-    /// `StackReader::rows`) only rows `region.y..region.y + region.height` are read, else the
-    /// slice is decoded whole. Counted as one source slice either way; `source_bytes` counts
-    /// the bytes of the rows read (the file's header is not counted, as for the level-1
-    /// reduction by rows).
+    /// Rows `y..y + height` of source slice `z` (level 0), full width, read straight from its
+    /// file when the file holds its samples as they are (an uncompressed gray TIFF in strips,
+    /// either byte order, or an uncompressed 8-bit gray BMP): a `width x height` slice.
+    /// `None` when the file must be decoded whole (a compressed TIFF, PNG, JPEG, ...): then
+    /// only the file's header was read and nothing is counted, and the caller asks for the
+    /// whole slice ([`Pyramid::slice`]) instead, which it may keep for the next band.
+    ///
+    /// What a server answering level-0 chunks or tiles wants: a chunk of a plain file costs
+    /// its rows, not the whole slice. Counted as a [`Pyramid::region`] is: one request of
+    /// level 0 (and demand), one source slice, and the bytes of the rows in
+    /// [`PyramidStats::source_bytes`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the valid range when `z` is out of range or the rows
+    /// are empty or leave the slice; the file's errors, naming it (a file cut short, a size or
+    /// sample type that differs from the first slice's).
+    pub fn source_rows(&self, z: u32, y: u32, height: u32) -> Result<Option<Slice>> {
+        self.source_rows_in(&Ctx::counted(), z, y, height)
+    }
+
+    pub(crate) fn source_rows_in(
+        &self,
+        ctx: &Ctx<'_>,
+        z: u32,
+        y: u32,
+        height: u32,
+    ) -> Result<Option<Slice>> {
+        let _foreground = self.inner.tiers.enter();
+        let info = self.level(0)?;
+        Self::check_z(&info, z)?;
+        let band = Region::new(0, y, info.width, height);
+        if !band.fits(info.width, info.height) {
+            return Err(Error::invalid(
+                "source rows",
+                format!(
+                    "{height} rows from row {y}; the source slices are {} rows high and the \
+                     rows must be at least one and inside them",
+                    info.height
+                ),
+            ));
+        }
+        ctx.check()?;
+        let mut reader = self.inner.stack.reader();
+        let Some(mut rows) = reader.rows(z)? else {
+            return Ok(None);
+        };
+        self.count_slice(ctx, 0, z);
+        let mut out = Slice::zeroed(info.width, height, info.sample_type);
+        let len = out.pixels().as_bytes().len();
+        let result = rows.read(y, height, out.pixels_mut().as_bytes_mut());
+        if result.is_ok() {
+            reader.count_read(len as u64);
+        }
+        self.inner.counters.source_bytes.add(reader.bytes_read());
+        result?;
+        self.inner.counters.source_slices.incr();
+        Ok(Some(out))
+    }
+
+    /// The rectangle `region` (inside the slice) of source slice `z`: its rows only when the
+    /// file allows ([`Pyramid::source_rows`]), else the slice decoded whole. Counted as one
+    /// source slice either way; `source_bytes` counts the bytes of the rows read (the file's
+    /// header is not counted, as for the level-1 reduction by rows).
     fn source_region(
         &self,
         ctx: &Ctx<'_>,
@@ -808,37 +865,25 @@ impl Pyramid {
         z: u32,
         region: Region,
     ) -> Result<Slice> {
+        if let Some(band) = self.source_rows_in(ctx, z, region.y, region.height)? {
+            if region.width == info.width {
+                return Ok(band);
+            }
+            let mut out = Slice::zeroed(region.width, region.height, info.sample_type);
+            copy_rect(info, region, region.y, band.pixels().as_bytes(), &mut out);
+            return Ok(out);
+        }
         let _foreground = self.inner.tiers.enter();
-        Self::check_z(info, z)?;
         self.count_slice(ctx, 0, z);
         ctx.check()?;
         let mut reader = self.inner.stack.reader();
-        let mut out = Slice::zeroed(region.width, region.height, info.sample_type);
-        let result = (|| match reader.rows(z)? {
-            Some(mut rows) => {
-                let row_bytes = info.width as usize * info.sample_type.bytes();
-                let len = region.height as usize * row_bytes;
-                if region.width == info.width {
-                    rows.read(region.y, region.height, out.pixels_mut().as_bytes_mut())?;
-                } else {
-                    let mut band = crate::source::Band::default();
-                    let band = band.bytes(len);
-                    rows.read(region.y, region.height, band)?;
-                    copy_rect(info, region, region.y, band, &mut out);
-                }
-                reader.count_read(len as u64);
-                Ok(())
-            }
-            None => {
-                let mut whole = Slice::zeroed(0, 0, info.sample_type);
-                reader.read_into(z, &mut whole)?;
-                copy_rect(info, region, 0, whole.pixels().as_bytes(), &mut out);
-                Ok(())
-            }
-        })();
+        let mut whole = Slice::zeroed(0, 0, info.sample_type);
+        let result = reader.read_into(z, &mut whole);
         self.inner.counters.source_bytes.add(reader.bytes_read());
         result?;
         self.inner.counters.source_slices.incr();
+        let mut out = Slice::zeroed(region.width, region.height, info.sample_type);
+        copy_rect(info, region, 0, whole.pixels().as_bytes(), &mut out);
         Ok(out)
     }
 

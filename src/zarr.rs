@@ -5,7 +5,9 @@
 //! answer any key of the three stores, and what [`export_ome_zarr`] writes to disk. Nothing
 //! here reads slices: a chunk's bytes are a pure function of the level's slices it covers
 //! ([`ZarrLayout::encode_chunk`]), which the caller gets from [`crate::Pyramid::slice`] (level
-//! 0 included) and may cache as it likes.
+//! 0 included) and may cache as it likes, or of the bands of their rows the chunk covers
+//! ([`ZarrLayout::encode_file_bands`]), which at level 0 the caller may read alone
+//! ([`crate::Pyramid::source_rows`]) instead of whole slices.
 //!
 //! # Layout
 //! - Array `n` is level `n` of the pyramid (`"0"` is the source stack), axes `z, y, x`.
@@ -234,6 +236,13 @@ impl ZarrLevel {
     /// index is outside the grid.
     pub fn chunk_ranges(&self, index: [u32; 3]) -> Option<[Range<u32>; 3]> {
         ranges_of(self.info, self.chunk, index)
+    }
+
+    /// The samples file `index` (`z, y, x` in [`ZarrLevel::file_grid`]) covers, cut at the
+    /// level's edge: a shard's when sharded, else a chunk's; `None` when the index is outside
+    /// the grid. Its y range is the rows [`ZarrLayout::encode_file_bands`] needs.
+    pub fn file_ranges(&self, index: [u32; 3]) -> Option<[Range<u32>; 3]> {
+        ranges_of(self.info, self.file_chunk(), index)
     }
 
     /// The slices (z range) chunk row `iz` covers.
@@ -842,6 +851,61 @@ impl ZarrLayout {
         self.raw_chunk(level, index, slices, false, out)
     }
 
+    /// [`ZarrLayout::encode_file`] from bands of rows instead of whole slices: `bands` are the
+    /// level's slices the file covers, in z order ([`ZarrLevel::file_slices`]), each given as
+    /// its full-width rows `first_row..first_row + band.height()`, which must include the
+    /// file's rows (the y range of [`ZarrLevel::file_ranges`]). A level-0 file then costs the
+    /// source rows it covers ([`crate::Pyramid::source_rows`]), not whole slices. The bytes
+    /// are the same as [`ZarrLayout::encode_file`]'s.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a level or index out of range, or bands that are not
+    /// the ones the file covers (wrong count, width or sample type, or rows that do not
+    /// include the file's).
+    pub fn encode_file_bands(
+        &self,
+        level: u32,
+        index: [u32; 3],
+        first_row: u32,
+        bands: &[&Slice],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let l = self.level(level)?;
+        let what = if l.shard.is_some() { "shard" } else { "chunk" };
+        let ranges = l
+            .file_ranges(index)
+            .ok_or_else(|| out_of_grid(what, level, index, l.file_grid()))?;
+        let rows = band_rows(l, level, index, &ranges, first_row, bands)?;
+        if l.shard.is_none() {
+            self.encode_chunk_rows(level, index, &rows, out)
+        } else {
+            export::encode_shard_rows(self, level, index, &rows, out)
+        }
+    }
+
+    /// [`ZarrLayout::encode_precomputed_chunk`] from bands of rows, as
+    /// [`ZarrLayout::encode_file_bands`]: `bands` are the level's slices the chunk covers
+    /// ([`ZarrLevel::chunk_slices`]), each as its full-width rows from `first_row` on, which
+    /// must include the chunk's (the y range of [`ZarrLevel::chunk_ranges`]).
+    ///
+    /// # Errors
+    /// As [`ZarrLayout::encode_file_bands`].
+    pub fn encode_precomputed_chunk_bands(
+        &self,
+        level: u32,
+        index: [u32; 3],
+        first_row: u32,
+        bands: &[&Slice],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let l = self.level(level)?;
+        let ranges = l
+            .chunk_ranges(index)
+            .ok_or_else(|| out_of_grid("chunk", level, index, l.grid()))?;
+        let rows = band_rows(l, level, index, &ranges, first_row, bands)?;
+        self.raw_chunk_rows(level, index, &rows, false, out)
+    }
+
     /// Cuts chunk `index` of `level` out of `slices` into `out`: padded to the whole chunk
     /// (`full`), or cut at the edge.
     pub(crate) fn raw_chunk(
@@ -956,6 +1020,70 @@ fn check_slices(
         }
     }
     Ok(())
+}
+
+/// [`Error::InvalidArgument`] for a `what` (chunk or shard) index outside `grid`.
+fn out_of_grid(what: &'static str, level: u32, index: [u32; 3], [gz, gy, gx]: [u32; 3]) -> Error {
+    let name = if what == "shard" {
+        "shard index"
+    } else {
+        "chunk index"
+    };
+    Error::invalid(
+        name,
+        format!("{index:?} at level {level}; the grid is {gz} x {gy} x {gx} {what}s (z, y, x)"),
+    )
+}
+
+/// Row `y` of slice `z` out of `bands` (slices `ranges[0]` of level `level`, each its
+/// full-width rows from `first_row` on), after checking that they hold every row of
+/// `ranges`.
+fn band_rows<'a>(
+    l: &ZarrLevel,
+    level: u32,
+    index: [u32; 3],
+    ranges: &[Range<u32>; 3],
+    first_row: u32,
+    bands: &'a [&'a Slice],
+) -> Result<impl Fn(u32, u32) -> &'a [u8] + Sync + 'a> {
+    let [zr, yr, _] = ranges;
+    let info = l.info;
+    if bands.len() != zr.len() {
+        return Err(Error::invalid(
+            "chunk bands",
+            format!(
+                "{} bands given for file {index:?} of level {level}, which covers slices {zr:?}",
+                bands.len()
+            ),
+        ));
+    }
+    for b in bands {
+        let end = u64::from(first_row) + u64::from(b.height());
+        if b.width() != info.width
+            || b.sample_type() != info.sample_type
+            || first_row > yr.start
+            || end < u64::from(yr.end)
+        {
+            return Err(Error::invalid(
+                "chunk bands",
+                format!(
+                    "a band of {} x {} {} from row {first_row} given for file {index:?} of \
+                     level {level}, which needs rows {yr:?} of {} {} samples",
+                    b.width(),
+                    b.height(),
+                    b.sample_type(),
+                    info.width,
+                    info.sample_type
+                ),
+            ));
+        }
+    }
+    let row = info.width as usize * info.sample_type.bytes();
+    let z0 = zr.start;
+    Ok(move |z: u32, y: u32| -> &'a [u8] {
+        let bytes = bands[(z - z0) as usize].pixels().as_bytes();
+        &bytes[(y - first_row) as usize * row..][..row]
+    })
 }
 
 fn round_up(n: u32, to: u32) -> u32 {

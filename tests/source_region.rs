@@ -261,3 +261,79 @@ fn a_cancelled_region_reads_nothing_and_out_of_range_is_refused() {
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
     }
 }
+
+#[test]
+fn source_rows_read_only_their_rows_of_a_plain_file_and_nothing_of_a_compressed_one() {
+    let (w, h) = (64, 48);
+    let tmp = tempfile::tempdir().unwrap();
+    Phantom::new(w, h, 3)
+        .with_sample_type(SampleType::U16)
+        .write(tmp.path())
+        .unwrap();
+    let pyr = open(tmp.path());
+    let whole = pyr.slice(0, 2).unwrap();
+    let before = pyr.stats();
+    let band = pyr
+        .source_rows(2, 10, 5)
+        .unwrap()
+        .expect("a plain TIFF reads by rows");
+    let after = pyr.stats();
+    assert_eq!((band.width(), band.height()), (w, 5));
+    assert!(band.pixels().as_bytes() == rect(&whole, Region::new(0, 10, w, 5)).as_slice());
+    // Counted as a region: one request, one source slice, the rows' bytes.
+    assert_eq!(
+        after.source_bytes - before.source_bytes,
+        5 * u64::from(w) * 2
+    );
+    assert_eq!(after.source_slices - before.source_slices, 1);
+    assert_eq!(after.requests[0] - before.requests[0], 1);
+    // Rows outside the slice, an empty band or a slice out of range are the caller's mistake.
+    for (z, y, n) in [(0, 44, 5), (0, 0, 0), (3, 0, 1)] {
+        let e = pyr.source_rows(z, y, n).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+    }
+    // Cancelled: nothing read.
+    let cancel = Cancel::new();
+    cancel.cancel();
+    let before = pyr.stats();
+    let e = pyr
+        .request()
+        .with_cancel(&cancel)
+        .source_rows(0, 0, 1)
+        .unwrap_err();
+    assert!(matches!(e, Error::Cancelled), "{e:?}");
+    assert_eq!(pyr.stats().source_bytes, before.source_bytes);
+
+    // A deflate TIFF and a PNG must be decoded whole: None, nothing read or counted.
+    let deflate = tempfile::tempdir().unwrap();
+    let data = noise16(w, h, 9);
+    let bytes = tiff_with::<ct::Gray16>(
+        w,
+        h,
+        &data,
+        Compression::Deflate(DeflateLevel::Fast),
+        Predictor::None,
+        Some(8),
+    );
+    write(deflate.path(), "s0000.tif", &bytes);
+    let png = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = noise(w, h, 1, 8, 4).iter().map(|&s| s as u8).collect();
+    write(
+        png.path(),
+        "s0000.png",
+        &png_encoded(w, h, &data, ExtendedColorType::L8),
+    );
+    for dir in [deflate.path(), png.path()] {
+        let pyr = open(dir);
+        let before = pyr.stats();
+        assert!(
+            pyr.source_rows(0, 3, 4).unwrap().is_none(),
+            "{}",
+            dir.display()
+        );
+        let after = pyr.stats();
+        assert_eq!(after.source_bytes, before.source_bytes);
+        assert_eq!(after.source_slices, before.source_slices);
+        assert_eq!(after.requests, before.requests);
+    }
+}

@@ -428,3 +428,112 @@ fn every_compressor_round_trips_through_an_independent_decoder() {
         }
     }
 }
+
+/// Rows `first..first + height` of `s`, full width.
+fn band_of(s: &Slice, first: u32, height: u32) -> Slice {
+    let row = s.width() as usize * s.sample_type().bytes();
+    let bytes = &s.pixels().as_bytes()[first as usize * row..(first + height) as usize * row];
+    let pixels = match s.sample_type() {
+        SampleType::U8 => Pixels::U8(bytes.to_vec()),
+        _ => Pixels::U16(bytemuck::cast_slice::<u8, u16>(bytes).to_vec()),
+    };
+    Slice::new(s.width(), height, pixels).unwrap()
+}
+
+#[test]
+fn files_and_precomputed_chunks_from_bands_of_rows_equal_those_from_whole_slices() {
+    let mut rng = Rng(11);
+    let ls = levels(45, 37, 7, SampleType::U16, 2);
+    let chunked = ZarrLayout::new(&ls, ChunkShape::new(2, 8, 16), Compression::Zstd(3)).unwrap();
+    let sharded = chunked
+        .clone()
+        .with_shards(ChunkShape::new(4, 16, 32))
+        .unwrap();
+    for z in [&chunked, &sharded] {
+        for lvl in z.levels() {
+            let n = lvl.info.level;
+            let slices = random_slices(&mut rng, &lvl.info);
+            let [gz, gy, gx] = lvl.file_grid();
+            for index in (0..gz)
+                .flat_map(|iz| (0..gy).flat_map(move |iy| (0..gx).map(move |ix| [iz, iy, ix])))
+            {
+                let [zr, yr, _] = lvl.file_ranges(index).unwrap();
+                assert_eq!(Some(zr.clone()), lvl.file_slices(index[0]));
+                let whole: Vec<&Slice> =
+                    slices[zr.start as usize..zr.end as usize].iter().collect();
+                let mut want = Vec::new();
+                z.encode_file(n, index, &whole, &mut want).unwrap();
+                // The file's rows exactly, and more rows than it needs.
+                let more = (
+                    yr.start.saturating_sub(3),
+                    (yr.end + 2).min(lvl.info.height),
+                );
+                for (first, end) in [(yr.start, yr.end), more] {
+                    let bands: Vec<Slice> = whole
+                        .iter()
+                        .map(|s| band_of(s, first, end - first))
+                        .collect();
+                    let refs: Vec<&Slice> = bands.iter().collect();
+                    let mut got = Vec::new();
+                    z.encode_file_bands(n, index, first, &refs, &mut got)
+                        .unwrap();
+                    assert_eq!(
+                        got, want,
+                        "file {index:?} of level {n}, rows {first}..{end}"
+                    );
+                }
+            }
+            // Precomputed chunks (never sharded) from the chunk's rows.
+            let [gz, gy, gx] = lvl.grid();
+            for index in [[0, 0, 0], [gz - 1, gy - 1, gx - 1], [gz / 2, gy - 1, 0]] {
+                let [zr, yr, _] = lvl.chunk_ranges(index).unwrap();
+                let whole: Vec<&Slice> =
+                    slices[zr.start as usize..zr.end as usize].iter().collect();
+                let mut want = Vec::new();
+                z.encode_precomputed_chunk(n, index, &whole, &mut want)
+                    .unwrap();
+                let bands: Vec<Slice> = whole
+                    .iter()
+                    .map(|s| band_of(s, yr.start, yr.len() as u32))
+                    .collect();
+                let refs: Vec<&Slice> = bands.iter().collect();
+                let mut got = Vec::new();
+                z.encode_precomputed_chunk_bands(n, index, yr.start, &refs, &mut got)
+                    .unwrap();
+                assert_eq!(got, want, "precomputed chunk {index:?} of level {n}");
+            }
+        }
+    }
+    // Bands that are not the file's are refused, naming what the file needs.
+    let s = Slice::zeroed(45, 37, SampleType::U16);
+    let band = band_of(&s, 8, 8);
+    let short = band_of(&s, 9, 7);
+    let narrow = Slice::zeroed(44, 8, SampleType::U16);
+    let wrong = [
+        (vec![&band], 8),
+        (vec![&short, &short], 9),
+        (vec![&band, &band], 9),
+        (vec![&narrow, &narrow], 8),
+    ];
+    for (bands, first) in wrong {
+        let e = chunked
+            .encode_file_bands(0, [0, 1, 0], first, &bands, &mut Vec::new())
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("8..16") || text.contains("0..2"), "{text}");
+        assert!(
+            matches!(e, lodcache::Error::InvalidArgument { .. }),
+            "{e:?}"
+        );
+    }
+    assert!(
+        chunked
+            .encode_file_bands(0, [4, 0, 0], 0, &[&s], &mut Vec::new())
+            .is_err()
+    );
+    assert!(
+        chunked
+            .encode_precomputed_chunk_bands(0, [0, 5, 0], 0, &[&s, &s], &mut Vec::new())
+            .is_err()
+    );
+}

@@ -313,10 +313,11 @@ fn compressed_chunks_are_cached_and_answer_head_range_etag_and_cors() {
 
 #[test]
 fn metadata_reads_nothing_and_sixteen_chunks_of_one_slice_decode_it_once() {
-    // A 1100 x 700 scan in 1 x 128 x 128 chunks: slice 3 of level 0 is 9 x 6 chunks.
+    // A 700 x 700 scan of PNG files (compressed: decoded whole, never read by rows) in
+    // 1 x 128 x 128 chunks: slice 3 of level 0 is 6 x 6 chunks.
     let tmp = tempfile::tempdir().unwrap();
     let stack = tmp.path().join("stack");
-    Phantom::new(1100, 700, 6).write(&stack).unwrap();
+    png_scan(&stack, 700, 6);
     let s = Server::start(&stack, &["--no-cache", "--zarr-chunks", "1,128,128"]);
     // The first request of a store makes its layout from what the server read when it
     // started: no pass over the scan.
@@ -327,11 +328,114 @@ fn metadata_reads_nothing_and_sixteen_chunks_of_one_slice_decode_it_once() {
     assert_eq!(before, started, "the store's metadata read no source slice");
     for iy in 0..4 {
         for ix in 0..4 {
-            assert_eq!(s.get(&format!("/zarr/0/3/{iy}/{ix}")).status, 200);
+            let r = s.get(&format!("/zarr/0/3/{iy}/{ix}"));
+            assert_eq!(r.status, 200, "{}", r.text());
+            let from = if (iy, ix) == (0, 0) {
+                "source"
+            } else {
+                "memory"
+            };
+            assert_eq!(
+                r.header("x-lodcache-source"),
+                Some(from),
+                "chunk {iy}, {ix}"
+            );
         }
     }
     let after = s.json("/api/stats")["source_slices"].as_u64().unwrap();
     assert_eq!(after - before, 1, "16 chunks of one slice read it once");
+}
+
+/// Source bytes read, source slices read and level-0 requests so far.
+fn reads(s: &Server) -> (u64, u64, u64) {
+    let v = s.json("/api/stats");
+    let n = |v: &Value| v.as_u64().unwrap();
+    (
+        n(&v["source_bytes"]),
+        n(&v["source_slices"]),
+        n(&v["requests"][0]),
+    )
+}
+
+/// What `target` read from the source: bytes, slices and level-0 requests, and its reply.
+fn reading(s: &Server, target: &str) -> ((u64, u64, u64), Reply) {
+    let before = reads(s);
+    let r = s.get(target);
+    assert_eq!(r.status, 200, "{target}: {}", r.text());
+    let after = reads(s);
+    let d = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    (d, r)
+}
+
+#[test]
+fn a_level0_chunk_of_a_plain_tiff_reads_only_its_rows_and_keeps_no_slice() {
+    // The phantom is uncompressed TIFF in strips: a 1 x 64 x 64 chunk reads its 64 rows.
+    let s = serve(&["--zarr-chunks", "1,64,64", "--zarr-compression", "none"]);
+    let (w, h, d) = SIZE;
+    let rows = 64 * u64::from(w) * 2;
+    let (read, r) = reading(&s, "/zarr/0/5/1/1");
+    assert_eq!(
+        read,
+        (rows, 1, 1),
+        "64 rows of slice 5, one request of level 0"
+    );
+    assert!(read.0 * 4 < u64::from(w * h) * 2, "far below a whole slice");
+    assert_eq!(r.header("x-lodcache-source"), Some("source"));
+    assert_eq!(r.header("x-lodcache-cache"), Some("miss"));
+    let first = r.body;
+    // The rows are kept nowhere: the next chunk of the row reads the same rows again; the
+    // same chunk again is a response-cache hit and reads nothing.
+    let (read, r) = reading(&s, "/zarr/0/5/1/2");
+    assert_eq!(read, (rows, 1, 1));
+    let next = r.body;
+    let (read, r) = reading(&s, "/zarr/0/5/1/1");
+    assert_eq!(r.header("x-lodcache-cache"), Some("hit"));
+    assert_eq!((read.0, read.1), (0, 0));
+    // Precomputed, at the volume's edge: its rows (192..256), cut at x = 300.
+    let (read, pre) = reading(&s, "/precomputed/s0/256-300_192-256_7-8");
+    assert_eq!(read, (rows, 1, 1));
+    assert_eq!(pre.header("x-lodcache-source"), Some("source"));
+    // The pyramid's own slices (read whole now, which keeps them in the decoded-slice cache).
+    let shape = (d, h, w);
+    let want = expected_chunk(&s, 0, (5, 64, 64), (1, 64, 64), shape, true);
+    assert_eq!(samples(&first), want);
+    let want = expected_chunk(&s, 0, (5, 64, 128), (1, 64, 64), shape, true);
+    assert_eq!(samples(&next), want);
+    let want = expected_chunk(&s, 0, (7, 192, 256), (1, 64, 44), shape, false);
+    assert_eq!(samples(&pre.body), want);
+    // A slice the decoded-slice cache holds is cut from there: no source read.
+    let (read, r) = reading(&s, "/zarr3/0/c/5/1/3");
+    assert_eq!((read.0, read.1), (0, 0), "slice 5 is held");
+    assert_eq!(read.2, 1, "still a request of level 0");
+    assert_eq!(r.header("x-lodcache-source"), Some("memory"));
+    let want = expected_chunk(&s, 0, (5, 64, 192), (1, 64, 64), shape, true);
+    assert_eq!(samples(&r.body), want);
+}
+
+#[test]
+fn a_deep_level0_chunk_reads_rows_of_the_slices_not_held_and_cuts_the_held_ones() {
+    let s = serve(&["--zarr-chunks", "4,64,64", "--zarr-compression", "none"]);
+    let (w, h, d) = SIZE;
+    let shape = (d, h, w);
+    // Slices 9 and 10 are held (a viewer looked at them); 8 and 11 are not.
+    for z in [9, 10] {
+        slice(&s, 0, z);
+    }
+    let (read, r) = reading(&s, "/zarr3/0/c/2/2/1");
+    assert_eq!(
+        read,
+        (2 * 64 * u64::from(w) * 2, 2, 4),
+        "rows 128..192 of slices 8 and 11 only; four requests of level 0"
+    );
+    assert_eq!(r.header("x-lodcache-source"), Some("source"));
+    let want = expected_chunk(&s, 0, (8, 128, 64), (4, 64, 64), shape, true);
+    assert_eq!(samples(&r.body), want);
+    // Uncompressed precomputed chunk of the same place: every slice is held now.
+    let (read, r) = reading(&s, "/precomputed/s0/64-128_128-192_8-12");
+    assert_eq!((read.0, read.1, read.2), (0, 0, 4));
+    assert_eq!(r.header("x-lodcache-source"), Some("memory"));
+    let want = expected_chunk(&s, 0, (8, 128, 64), (4, 64, 64), shape, false);
+    assert_eq!(samples(&r.body), want);
 }
 
 #[test]

@@ -230,6 +230,14 @@ impl<'a> Request<'a> {
         self.pyramid.region_in(&self.ctx, level, z, region)
     }
 
+    /// See [`Pyramid::source_rows`].
+    ///
+    /// # Errors
+    /// As [`Pyramid::source_rows`], and [`Error::Cancelled`] (before the file is opened).
+    pub fn source_rows(&self, z: u32, y: u32, height: u32) -> Result<Option<Slice>> {
+        self.pyramid.source_rows_in(&self.ctx, z, y, height)
+    }
+
     /// See [`Pyramid::volume`].
     ///
     /// # Errors

@@ -51,3 +51,15 @@ pub(crate) fn section(
 pub(crate) fn volume(pyr: &Pyramid, level: u32, ask: &Ask) -> Result<Volume, Error> {
     ask.request(pyr).volume(level)
 }
+
+/// Rows `y..y + height` of source slice `z`, full width, when its file reads by rows; `None`
+/// when it must be decoded whole (see [`Pyramid::source_rows`]).
+pub(crate) fn source_rows(
+    pyr: &Pyramid,
+    z: u32,
+    y: u32,
+    height: u32,
+    ask: &Ask,
+) -> Result<Option<Slice>, Error> {
+    ask.request(pyr).source_rows(z, y, height)
+}

@@ -5,14 +5,18 @@
 //! does not exist is a 404 (clients probe `.zmetadata`, `labels/`, `zarr.json` at every level
 //! and read a 404 as "absent"). A chunk that exists is never a 404: its slices come through the
 //! server's decoded-slice cache ([`App::held`]: memory, disk, else generated or read from the
-//! source), the library cuts and encodes it ([`ZarrLayout::encode_file`],
-//! [`ZarrLayout::encode_precomputed_chunk`]) and the bytes go into the response cache. Beyond
+//! source), except level-0 slices that cache does not hold whose files read by rows: of those
+//! only the chunk's rows are read ([`lodcache::Pyramid::source_rows`]), and kept nowhere. The
+//! library cuts and encodes the chunk ([`ZarrLayout::encode_file_bands`],
+//! [`ZarrLayout::encode_precomputed_chunk_bands`]) and the bytes go into the response cache. Beyond
 //! `serve --max-queued-chunks` chunk requests in flight at once (default [`CHUNK_QUEUE`] per
 //! place of the blocking pool), a chunk is refused with 503 and `Retry-After` (clients read a
 //! 404 as zeros, so overload must never look like one).
 //! Chunk responses answer `Range` (one range; sharded Zarr v3 clients read shard indexes so)
 //! and `If-None-Match`.
 
+use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -22,12 +26,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
-use lodcache::Slice;
 use lodcache::zarr::{ChunkShape, Compression, Node, PrecomputedNode, Window, ZarrLayout};
+use lodcache::{Served, Slice};
 use serde_json::Value;
 
-use super::{App, Encoded, Fail, ResponseKey, Shared, json_response};
-use crate::server::work::Ask;
+use super::{App, Encoded, Fail, Held, ResponseKey, Shared, json_response};
+use crate::server::render;
+use crate::server::work::{self, Ask};
 
 /// Chunk requests in flight (waiting or running) per place of the blocking pool; beyond it a
 /// chunk request is answered 503 with `Retry-After`.
@@ -95,6 +100,40 @@ pub(crate) fn layout_of(pyr: &lodcache::Pyramid, opts: ZarrOpts) -> Result<ZarrL
     Ok(ZarrLayout::new(pyr.levels(), opts.chunk, opts.compression)
         .map_err(|e| format!("--zarr-chunks: {}", crate::term::clean(&e.to_string())))?
         .with_voxel_size(pyr.voxel_size()))
+}
+
+/// One slice of a chunk: whole, as the decoded-slice cache holds it, or only the chunk's rows.
+#[derive(Debug)]
+enum Part {
+    Whole(Arc<Held>),
+    Band(Slice),
+}
+
+impl App {
+    /// Slice `z` of `level` for a chunk that needs its rows `rows`, and where it came from. A
+    /// level-0 slice that the decoded-slice cache does not hold, in a file that reads by rows
+    /// (uncompressed TIFF in strips, BMP), is read in those rows only and kept nowhere: a
+    /// 512-row chunk of a 3072^2 slice reads a sixth of it. Any other slice comes through
+    /// [`App::held`] (decoded once and kept, so the other chunks of the slice reuse it), and so
+    /// does a chunk as high as the slice (its rows are the whole slice).
+    fn chunk_part(
+        &self,
+        level: u32,
+        z: u32,
+        rows: &Range<u32>,
+        ask: &Ask,
+    ) -> Result<(Part, &'static str), Fail> {
+        let height = self.pyr.levels()[0].height as usize;
+        if level == 0 && rows.len() < height && !self.slices.contains_key(&(0, z)) {
+            let band = work::source_rows(&self.pyr, z, rows.start, rows.len() as u32, ask)
+                .map_err(|e| self.fail(&e))?;
+            if let Some(band) = band {
+                return Ok((Part::Band(band), Served::Source.name()));
+            }
+        }
+        let (held, from) = self.held(level, z, ask)?;
+        Ok((Part::Whole(held), from))
+    }
 }
 
 /// `GET /zarr/{*key}`.
@@ -185,9 +224,9 @@ async fn answer(
             retry_after: Some(1),
         })?;
     let l = *layout.level(level).map_err(|e| app.fail(&e))?;
-    let slices = match store {
-        Store::Precomputed => l.chunk_slices(index[0]),
-        _ => l.file_slices(index[0]),
+    let [slices, rows, _] = match store {
+        Store::Precomputed => l.chunk_ranges(index),
+        _ => l.file_ranges(index),
     }
     .ok_or_else(missing)?;
     // A chunk of many slices holds them all while it is cut: those wait for a heavy place, so
@@ -210,21 +249,38 @@ async fn answer(
                 preview: false,
             };
             let mut from = "memory";
-            let mut held = Vec::with_capacity(slices.len());
+            let mut parts = Vec::with_capacity(slices.len());
             for z in slices {
-                let (h, f) = app.held(level, z, &ask)?;
+                let (part, f) = app.chunk_part(level, z, &rows, &ask)?;
                 if f != "memory" {
                     from = f;
                 }
-                held.push(h);
+                parts.push(part);
             }
-            let refs: Vec<&Slice> = held.iter().map(|h| &h.slice).collect();
+            // Whole slices when every one is held; else bands of the chunk's rows (the held
+            // slices' rows copied out: a few rows, against a source read).
+            let banded = parts.iter().any(|p| matches!(p, Part::Band(_)));
+            let first_row = if banded { rows.start } else { 0 };
+            let cut = parts
+                .iter()
+                .map(|p| match p {
+                    Part::Band(band) => Ok(Cow::Borrowed(band)),
+                    Part::Whole(held) if banded => {
+                        let s = &held.slice;
+                        render::crop(s, 0, rows.start, s.width(), rows.len() as u32)
+                    }
+                    Part::Whole(held) => Ok(Cow::Borrowed(&held.slice)),
+                })
+                .collect::<Result<Vec<Cow<'_, Slice>>, Fail>>()?;
+            let bands: Vec<&Slice> = cut.iter().map(|c| c.as_ref()).collect();
             let mut out = Vec::new();
             match store {
                 Store::Precomputed => {
-                    layout.encode_precomputed_chunk(level, index, &refs, &mut out)
+                    layout.encode_precomputed_chunk_bands(level, index, first_row, &bands, &mut out)
                 }
-                Store::V2 | Store::V3 => layout.encode_file(level, index, &refs, &mut out),
+                Store::V2 | Store::V3 => {
+                    layout.encode_file_bands(level, index, first_row, &bands, &mut out)
+                }
             }
             .map_err(|e| app.fail(&e))?;
             let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&out));
