@@ -192,7 +192,10 @@ pub(crate) fn stream_with_source(
 /// Puts every buffer that came back where it is reused: source and level-1 buffers to the
 /// reading threads, the others to the cascade's spares.
 fn give_back(cascade: &mut Cascade, pool: &Pool, recycle: &mut Vec<Slice>, returned: &Returned) {
-    for s in recycle.drain(..) {
+    // A level-1 slice the sink still held when the cascade was done with it comes back as an
+    // empty placeholder (the sink returns the buffer itself later): pooled, a placeholder
+    // would be taken instead of a kept buffer and filled with fresh memory.
+    for s in recycle.drain(..).filter(|s| s.capacity_bytes() > 0) {
         Pool::put(&pool.level1, s);
     }
     for (level, s) in returned.borrow_mut().drain(..) {

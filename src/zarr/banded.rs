@@ -175,7 +175,11 @@ fn give_back(
     recycle: &mut Vec<Slice>,
     sink: &mut Sinker<'_, '_>,
 ) {
-    level1_pool.append(recycle);
+    // A level-1 slice the sink still held when the cascade was done with it comes back as an
+    // empty placeholder (the sink returns the buffer itself when its row is written): pooled,
+    // a placeholder would be taken instead of a kept buffer and filled with fresh memory,
+    // and the pool would grow by a row of buffers per row of chunks.
+    level1_pool.extend(recycle.drain(..).filter(|s| s.capacity_bytes() > 0));
     for (level, s) in sink.returned.borrow_mut().drain(..) {
         if level == 1 {
             level1_pool.push(s);
