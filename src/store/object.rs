@@ -521,7 +521,8 @@ fn parse_url(url: &str) -> Result<Parsed> {
                 && chars_ok(bucket, b"-._")
                 && edges_ok(bucket)
                 && bucket.split('.').all(|p| (1..=63).contains(&p.len())),
-            "3 to 63 lower-case letters, digits, '-', '_' and '.'",
+            "3 to 63 lower-case letters, digits, '-', '_' and '.'; up to 222 with dots, at \
+             most 63 between two",
         ),
         Service::Azure => (
             (3..=63).contains(&bucket.len())
