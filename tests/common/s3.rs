@@ -115,6 +115,12 @@ impl Remote {
 
 /// The back end for `test` (see the module docs); `None`, with a message, when told to skip.
 pub fn remote(test: &str) -> Option<Remote> {
+    let url = std::env::var("LODCACHE_TEST_CACHE_URL").unwrap_or_default();
+    // Set by .ci/cloud-test: there a test that would fall back to S3 is a mistake of the script.
+    assert!(
+        !url.is_empty() || std::env::var_os("LODCACHE_REQUIRE_CLOUD").is_none_or(|v| v != "1"),
+        "{test}: LODCACHE_REQUIRE_CLOUD=1 but no LODCACHE_TEST_CACHE_URL"
+    );
     match std::env::var("LODCACHE_TEST_CACHE_URL") {
         Ok(base) if !base.is_empty() && !base.starts_with("s3://") => Some(Remote {
             url: format!("{}/{}", base.trim_end_matches('/'), unique_prefix(test)),
