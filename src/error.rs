@@ -196,7 +196,7 @@ pub enum Error {
     /// timeout, no such bucket, ...).
     #[error("object store {url:?}: {action}: {reason}")]
     ObjectStore {
-        /// The store's URL (`s3://bucket/prefix`).
+        /// The store's URL (`s3://bucket/prefix`, `gs://...`, `az://...`).
         url: String,
         /// What was being done, naming the object.
         action: String,

@@ -288,9 +288,10 @@ impl PyramidBuilder {
         self
     }
 
-    /// Adds the object store at `url` (`s3://bucket/prefix`) behind the disk tier, with the
-    /// default [`crate::store::ObjectStoreOptions`] (server from `AWS_ENDPOINT_URL`,
-    /// credentials from `AWS_*`): memory, then the local cache folder, then the store, then
+    /// Adds the object store at `url` (`s3://bucket/prefix`, `gs://bucket/prefix` or
+    /// `az://container/prefix`) behind the disk tier, with the default
+    /// [`crate::store::ObjectStoreOptions`] (server and credentials from the environment:
+    /// `AWS_*`, `GOOGLE_*`, `AZURE_*`): memory, then the local cache folder, then the store, then
     /// generating. Every machine that opens the same scan (at whatever path) with the same URL
     /// shares its blobs; see [`crate::store::object`]. The sources are then fingerprinted
     /// without inode numbers ([`Manifest::portable`]), and the cache folder defaults to a

@@ -6,7 +6,8 @@
 //!   read against the sources it must be made from, invalidated per source slice through a
 //!   manifest, and kept under a byte budget.
 //! - `ObjectStoreTier` (feature `object-store`, module `object`): blobs as objects in an S3
-//!   bucket shared by every machine, behind the disk.
+//!   or Google Cloud Storage bucket or an Azure container, shared by every machine, behind the
+//!   disk.
 //! - Any other [`Tier`] goes behind the disk too: [`Tiers`] asks the tiers in order and
 //!   promotes what a lower tier finds into the ones above it.
 //! - [`Tiers`] owns them all: lookup (memory, the slices waiting to be stored, then each lower

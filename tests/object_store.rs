@@ -1,13 +1,14 @@
-//! The object-store tier against a real S3 server (SeaweedFS, with real authentication and
-//! atomic conditional puts; see `common/s3.rs`): the server honours both kinds of
-//! conditional put under a forced race; two processes that see the scan at two paths (a copy
+//! The object-store tier against a real server: SeaweedFS (S3, with real authentication and
+//! atomic conditional puts; see `common/s3.rs`), or the store at `LODCACHE_TEST_CACHE_URL`
+//! (`.ci/cloud-test` runs them against Azurite, Azure's emulator, with `az://`): the server
+//! honours both kinds of conditional put under a forced race; two processes that see the scan at two paths (a copy
 //! with the same times, other inodes) share its blobs; a damaged object is detected and
 //! replaced; two writers racing on one key both read correct data and only one writes;
 //! concurrent openers never lose each other's invalidations; a changed source slice deletes
 //! exactly its dependents in the bucket; wrong credentials and a missing bucket say so; a
 //! paused (overloaded) server never hangs a request, and what could not be stored is never
-//! reported stored; a warm-up copies to the store what only the local folder holds. The
-//! tool's side (Slurm shards, a server killed mid-warm-up) is in `.ci/scale-test`.
+//! reported stored (S3 only: it pauses its own SeaweedFS); a warm-up copies to the store what
+//! only the local folder holds. The tool's side (Slurm shards, a server killed mid-warm-up) is in `.ci/scale-test`.
 
 mod common;
 
@@ -17,7 +18,10 @@ use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{ACCESS_KEY, Bucket, S3, SECRET_KEY, Scan, Weed, child_args, key_of, this_test};
+use common::{
+    ACCESS_KEY, Bucket, Remote, S3, SECRET_KEY, Scan, Weed, child_args, key_of, store_options,
+    this_test,
+};
 use lodcache::codec::{self, FilterChoice};
 use lodcache::store::object::{Hook, HookPoint};
 use lodcache::store::{Fingerprint, Manifest, ObjectStoreOptions, ObjectStoreTier};
@@ -35,10 +39,8 @@ fn phantom_scan(seed: u64) -> Scan {
     Scan::new(Phantom::new(96, 80, 24).with_seed(seed), EDGE)
 }
 
-fn options(s3: &S3) -> ObjectStoreOptions {
-    ObjectStoreOptions::new(&s3.url)
-        .with_endpoint(&s3.endpoint)
-        .with_credentials(ACCESS_KEY, SECRET_KEY)
+fn options(remote: &Remote) -> ObjectStoreOptions {
+    store_options(remote)
 }
 
 /// The pyramid of `stack` over the store, with the local folder `local`.
@@ -52,7 +54,7 @@ fn open(stack: &Path, local: &Path, store: ObjectStoreOptions) -> Pyramid {
 }
 
 /// Warms every level into the store and closes the pyramid.
-fn fill(scan: &Scan, s3: &S3) {
+fn fill(scan: &Scan, s3: &Remote) {
     let pyr = open(&scan.stack, &scan.path("fill-local"), options(s3));
     let outcome = pyr.warm_up(WarmupOptions::default().with_threads(2)).wait();
     assert!(
@@ -79,12 +81,14 @@ fn blob_objects(bucket: &Bucket, pyr: &Pyramid) -> BTreeMap<SliceKey, String> {
         .collect()
 }
 
+/// The store the test runs against (SeaweedFS, Azurite) honours both kinds of conditional put,
+/// atomically under a forced race: the tier's guarantees rest on it.
 #[test]
-fn seaweedfs_honours_conditional_puts() {
-    let Some(s3) = common::s3("seaweedfs_honours_conditional_puts") else {
+fn the_store_honours_conditional_puts() {
+    let Some(s3) = common::remote("the_store_honours_conditional_puts") else {
         return;
     };
-    let bucket = Bucket::new(&s3);
+    let bucket = Bucket::of(&s3);
     let prefix = key_of(&s3.url);
     let store = &bucket.store;
     let key = Key::from(format!("{prefix}/one"));
@@ -161,7 +165,7 @@ const MACHINE: &str = "LODCACHE_TEST_MACHINE";
 /// gets every slice from the store, generating nothing.
 #[test]
 fn two_machines_share_blobs_from_two_paths() {
-    let Some(s3) = common::s3("two_machines_share_blobs_from_two_paths") else {
+    let Some(s3) = common::remote("two_machines_share_blobs_from_two_paths") else {
         return;
     };
     let scan = phantom_scan(3);
@@ -183,7 +187,7 @@ fn two_machines_share_blobs_from_two_paths() {
             stack.to_str().unwrap(),
             scan.path(local).to_str().unwrap(),
             &s3.url,
-            &s3.endpoint,
+            s3.s3.as_ref().map_or("", |s| s.endpoint.as_str()),
         ]
         .join("|");
         let mut command = this_test("machine");
@@ -211,9 +215,14 @@ fn machine() {
     let [role, stack, local, url, endpoint] = &args[..] else {
         panic!("{args:?}");
     };
-    let store = ObjectStoreOptions::new(url)
-        .with_endpoint(endpoint)
-        .with_credentials(ACCESS_KEY, SECRET_KEY);
+    // No endpoint: a service configured from the environment.
+    let store = if endpoint.is_empty() {
+        ObjectStoreOptions::new(url)
+    } else {
+        ObjectStoreOptions::new(url)
+            .with_endpoint(endpoint)
+            .with_credentials(ACCESS_KEY, SECRET_KEY)
+    };
     let pyr = open(Path::new(stack), Path::new(local), store);
     if role == "warm" {
         let outcome = pyr.warm_up(WarmupOptions::default()).wait();
@@ -232,12 +241,12 @@ fn machine() {
 
 #[test]
 fn a_damaged_object_is_detected_and_replaced() {
-    let Some(s3) = common::s3("a_damaged_object_is_detected_and_replaced") else {
+    let Some(s3) = common::remote("a_damaged_object_is_detected_and_replaced") else {
         return;
     };
     let scan = phantom_scan(4);
     fill(&scan, &s3);
-    let bucket = Bucket::new(&s3);
+    let bucket = Bucket::of(&s3);
     let key = SliceKey::new(2, 1);
     let pyr = open(&scan.stack, &scan.path("local-1"), options(&s3));
     let root = key_of(&pyr.object_store().unwrap().location());
@@ -287,7 +296,7 @@ fn two_encodings(fingerprint: &Fingerprint, key: SliceKey) -> (Slice, Vec<u8>, V
 
 #[test]
 fn racing_writers_on_one_key_both_read_correct_data() {
-    let Some(s3) = common::s3("racing_writers_on_one_key_both_read_correct_data") else {
+    let Some(s3) = common::remote("racing_writers_on_one_key_both_read_correct_data") else {
         return;
     };
     let scan = phantom_scan(5);
@@ -299,7 +308,7 @@ fn racing_writers_on_one_key_both_read_correct_data() {
     let machines: Vec<ObjectStoreTier> = (0..2)
         .map(|_| ObjectStoreTier::open(&options(&s3), &manifest, fingerprint.clone()).unwrap())
         .collect();
-    let bucket = Bucket::new(&s3);
+    let bucket = Bucket::of(&s3);
     let root = key_of(&machines[0].location());
 
     let race = |key: SliceKey| {
@@ -353,7 +362,7 @@ fn racing_writers_on_one_key_both_read_correct_data() {
 /// under A's manifest.)
 #[test]
 fn concurrent_openers_never_lose_each_others_invalidations() {
-    let Some(s3) = common::s3("concurrent_openers_never_lose_each_others_invalidations") else {
+    let Some(s3) = common::remote("concurrent_openers_never_lose_each_others_invalidations") else {
         return;
     };
     let scan = Scan::new(
@@ -408,7 +417,7 @@ fn concurrent_openers_never_lose_each_others_invalidations() {
         (a.join().unwrap(), b)
     });
     assert_eq!(a.location(), b.location(), "one lineage");
-    let bucket = Bucket::new(&s3);
+    let bucket = Bucket::of(&s3);
     let root = key_of(&a.location());
     let stored: Manifest =
         serde_json::from_slice(&bucket.get(&format!("{root}/manifest.json")).unwrap()).unwrap();
@@ -439,12 +448,12 @@ fn concurrent_openers_never_lose_each_others_invalidations() {
 
 #[test]
 fn a_changed_source_slice_drops_exactly_its_dependents_in_the_bucket() {
-    let Some(s3) = common::s3("a_changed_source_slice_drops_exactly_its_dependents") else {
+    let Some(s3) = common::remote("a_changed_source_slice_drops_exactly_its_dependents") else {
         return;
     };
     let scan = phantom_scan(6);
     fill(&scan, &s3);
-    let bucket = Bucket::new(&s3);
+    let bucket = Bucket::of(&s3);
     let before = {
         let pyr = open(&scan.stack, &scan.path("local-before"), options(&s3));
         blob_objects(&bucket, &pyr)
@@ -502,13 +511,13 @@ fn a_changed_source_slice_drops_exactly_its_dependents_in_the_bucket() {
 /// other machine generated them.)
 #[test]
 fn a_warm_up_copies_to_the_store_what_only_the_local_folder_holds() {
-    let Some(s3) = common::s3("a_warm_up_copies_to_the_store_what_only_the_local_folder_holds")
+    let Some(s3) = common::remote("a_warm_up_copies_to_the_store_what_only_the_local_folder_holds")
     else {
         return;
     };
     let scan = phantom_scan(8);
     let local = scan.path("local");
-    let bucket = Bucket::new(&s3);
+    let bucket = Bucket::of(&s3);
     let gone = [
         SliceKey::new(1, 0),
         SliceKey::new(2, 3),
@@ -554,9 +563,11 @@ fn a_warm_up_copies_to_the_store_what_only_the_local_folder_holds() {
     );
 }
 
+/// Wrong credentials and a missing bucket (container) are errors that say so, on every
+/// service.
 #[test]
 fn wrong_credentials_and_a_missing_bucket_say_so() {
-    let Some(s3) = common::s3("wrong_credentials_and_a_missing_bucket_say_so") else {
+    let Some(s3) = common::remote("wrong_credentials_and_a_missing_bucket_say_so") else {
         return;
     };
     let scan = phantom_scan(7);
@@ -568,39 +579,69 @@ fn wrong_credentials_and_a_missing_bucket_say_so() {
             .build()
             .unwrap_err()
     };
-    for (what, store) in [
-        (
-            "a wrong secret",
-            ObjectStoreOptions::new(&s3.url)
-                .with_endpoint(&s3.endpoint)
-                .with_credentials(ACCESS_KEY, "not-the-secret"),
+    let (wrong, hint, missing_url, word): (Vec<(&str, ObjectStoreOptions)>, _, _, _) = match &s3.s3
+    {
+        Some(server) => (
+            vec![
+                (
+                    "a wrong secret",
+                    ObjectStoreOptions::new(&s3.url)
+                        .with_endpoint(&server.endpoint)
+                        .with_credentials(ACCESS_KEY, "not-the-secret"),
+                ),
+                (
+                    "an unknown key",
+                    ObjectStoreOptions::new(&s3.url)
+                        .with_endpoint(&server.endpoint)
+                        .with_credentials("nobody", SECRET_KEY),
+                ),
+            ],
+            "AWS_SECRET_ACCESS_KEY",
+            "s3://no-such-bucket-here/x".to_string(),
+            "bucket",
         ),
-        (
-            "an unknown key",
-            ObjectStoreOptions::new(&s3.url)
-                .with_endpoint(&s3.endpoint)
-                .with_credentials("nobody", SECRET_KEY),
-        ),
-    ] {
+        None => {
+            assert!(matches!(s3.scheme(), "az" | "azure"), "{}", s3.url);
+            (
+                    vec![(
+                        "a wrong account key",
+                        // 64 bytes, base64: a key of the right form that is not the account's.
+                        options(&s3).with_option(
+                            "azure_storage_account_key",
+                            "bm90LXRoZS1rZXktbm90LXRoZS1rZXktbm90LXRoZS1rZXktbm90LXRoZS1rZXktbm90LXRoZS1rZXkhISE=",
+                        ),
+                    )],
+                    "AZURE_STORAGE_ACCOUNT_KEY",
+                    format!("{}://no-such-container-here/x", s3.scheme()),
+                    "container",
+                )
+        }
+    };
+    for (what, store) in wrong {
         let e = attempt(store);
         let text = e.to_string();
         assert_eq!(e.kind(), ErrorKind::Io, "{what}: {text}");
         assert!(
-            text.contains("access refused") && text.contains("AWS_SECRET_ACCESS_KEY"),
+            text.contains("access refused") && text.contains(hint),
             "{what}: {text}"
         );
         assert!(text.contains(&s3.url), "{what}: {text}");
     }
-    let missing = attempt(
-        ObjectStoreOptions::new("s3://no-such-bucket-here/x")
-            .with_endpoint(&s3.endpoint)
-            .with_credentials(ACCESS_KEY, SECRET_KEY),
-    )
-    .to_string();
-    assert!(missing.contains("no-such-bucket-here"), "{missing}");
+    let mut missing = ObjectStoreOptions::new(&missing_url);
+    if let Some(server) = &s3.s3 {
+        missing = missing
+            .with_endpoint(&server.endpoint)
+            .with_credentials(ACCESS_KEY, SECRET_KEY);
+    }
+    let missing = attempt(missing).to_string();
+    assert!(missing.contains("no-such-"), "{missing}");
+    // Said beyond the URL itself.
     assert!(
-        missing.to_lowercase().contains("bucket"),
-        "a missing bucket: {missing}"
+        missing
+            .replace(&missing_url, "")
+            .to_lowercase()
+            .contains(word),
+        "a missing {word}: {missing}"
     );
 }
 
@@ -610,10 +651,14 @@ fn a_paused_server_never_hangs_a_request_and_nothing_unstored_is_reported_stored
         return;
     }
     let mut server = Weed::start();
-    let s3 = S3 {
-        endpoint: server.endpoint.clone(),
-        url: format!("s3://{}/paused", common::BUCKET),
-        server: None,
+    let url = format!("s3://{}/paused", common::BUCKET);
+    let s3 = Remote {
+        url: url.clone(),
+        s3: Some(S3 {
+            endpoint: server.endpoint.clone(),
+            url,
+            server: None,
+        }),
     };
     let scan = phantom_scan(8);
     let timeout = Duration::from_secs(1);
@@ -662,7 +707,7 @@ fn a_paused_server_never_hangs_a_request_and_nothing_unstored_is_reported_stored
     pyr.flush();
     let stats = remote.stats();
     assert!(stats.writes >= 1, "{stats:?}");
-    let bucket = Bucket::new(&s3);
+    let bucket = Bucket::of(&s3);
     let stored = blob_objects(&bucket, &pyr);
     assert!(stored.contains_key(&SliceKey::new(4, 0)), "{stored:?}");
     assert!(!stored.contains_key(&SliceKey::new(4, 1)), "{stored:?}");

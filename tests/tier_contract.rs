@@ -10,7 +10,9 @@
 //! store does: `#[test] fn object_store_keeps_the_contract() { contract(object_store) }`. The
 //! object store runs against a real S3 server (SeaweedFS, see `common/s3.rs`): started for the
 //! test, or the one `.ci/scale-test` started; skipped (with a message) when there is none
-//! (unless `LODCACHE_REQUIRE_S3=1`) or when `LODCACHE_SKIP_S3=1` says so.
+//! (unless `LODCACHE_REQUIRE_S3=1`) or when `LODCACHE_SKIP_S3=1` says so. With
+//! `LODCACHE_TEST_CACHE_URL=az://...` it runs against that store instead (`.ci/cloud-test`:
+//! Azurite).
 
 mod common;
 
@@ -140,12 +142,12 @@ fn tiers() -> Subject {
     })
 }
 
-/// A bucket prefix of an S3 server, its blobs checked against the stack's portable
-/// fingerprint (as a pyramid with a cache URL makes it).
+/// A bucket prefix of the test store (S3, or the store at `LODCACHE_TEST_CACHE_URL`), its blobs
+/// checked against the stack's portable fingerprint (as a pyramid with a cache URL makes it).
 #[cfg(feature = "object-store")]
 mod object {
     use super::*;
-    use lodcache::store::{ObjectStoreOptions, ObjectStoreTier};
+    use lodcache::store::ObjectStoreTier;
 
     /// The bucket, with the lineage's prefix.
     struct Objects {
@@ -179,13 +181,11 @@ mod object {
 
     /// `None` (with a message) when the S3 tests are told to skip.
     pub(super) fn subject() -> Option<Subject> {
-        let s3 = common::s3("tier_contract")?;
+        let s3 = common::remote("tier_contract")?;
         let tmp = tempfile::tempdir().unwrap();
         let manifest = stack(tmp.path()).portable();
         let fingerprint = Fingerprint::of(&manifest);
-        let options = ObjectStoreOptions::new(&s3.url)
-            .with_endpoint(&s3.endpoint)
-            .with_credentials(common::ACCESS_KEY, common::SECRET_KEY);
+        let options = common::store_options(&s3);
         let open = {
             let (options, manifest, fingerprint) =
                 (options.clone(), manifest.clone(), fingerprint.clone());
@@ -200,7 +200,7 @@ mod object {
         };
         let root = common::key_of(&open(u64::MAX).location());
         let outside = Objects {
-            bucket: common::Bucket::new(&s3),
+            bucket: common::Bucket::of(&s3),
             root,
         };
         Some(Subject {

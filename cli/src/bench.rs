@@ -112,7 +112,7 @@ pub(crate) fn run(command: BenchCommand) -> Outcome {
 fn store(args: StoreArgs) -> Outcome {
     if args.pyramid.cache_url().is_none() {
         return Err(Failure::Error(
-            "bench store needs --cache s3://BUCKET/PREFIX".into(),
+            "bench store needs --cache URL (s3://, gs:// or az://BUCKET/PREFIX)".into(),
         ));
     }
     let edge = args.pyramid.edge.unwrap_or_else(default_edge);

@@ -25,9 +25,13 @@ pub(crate) struct PyramidOpts {
     /// rule; `serve` goes down to 64 on scans where 500 gives no level]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) edge: Option<u32>,
-    /// The cache: a folder, or an object store shared by several machines, s3://BUCKET/PREFIX
-    /// (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; a local folder stays in
-    /// front of it, see --local-cache) [default: SCAN/.lodcache, or a per-user folder when SCAN
+    /// The cache: a folder, or an object store shared by several machines: s3://BUCKET/PREFIX
+    /// (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), gs://BUCKET/PREFIX
+    /// (GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY or GOOGLE_APPLICATION_CREDENTIALS;
+    /// another server: GOOGLE_BASE_URL) or az://CONTAINER/PREFIX (AZURE_STORAGE_ACCOUNT_NAME,
+    /// AZURE_STORAGE_ACCOUNT_KEY; another server: AZURE_STORAGE_ENDPOINT, or Azurite with
+    /// AZURE_STORAGE_USE_EMULATOR=true and AZURITE_BLOB_STORAGE_URL). A local folder stays in
+    /// front of it, see --local-cache [default: SCAN/.lodcache, or a per-user folder when SCAN
     /// is read-only]
     #[arg(
         long,
@@ -36,19 +40,20 @@ pub(crate) struct PyramidOpts {
         value_parser = clap::builder::OsStringValueParser::new().try_map(parse_cache)
     )]
     pub(crate) cache: Option<CacheArg>,
-    /// With --cache s3://...: the local folder in front of the store [default: a per-user
+    /// With --cache URL: the local folder in front of the store [default: a per-user
     /// folder, $XDG_CACHE_HOME/lodcache/NAME-HASH; on a cluster, the node's local disk]
     #[arg(long, value_name = "DIR")]
     pub(crate) local_cache: Option<PathBuf>,
-    /// With --cache s3://...: the S3-compatible server, e.g. http://127.0.0.1:8333
-    /// (path-style requests, plain HTTP allowed) [default: AWS_ENDPOINT_URL, else Amazon S3]
+    /// With --cache s3://... only: the S3-compatible server, e.g. http://127.0.0.1:8333
+    /// (path-style requests, plain HTTP allowed) [default: AWS_ENDPOINT_URL, else Amazon S3].
+    /// gs:// and az:// take theirs from GOOGLE_BASE_URL and AZURE_STORAGE_ENDPOINT
     #[arg(long, value_name = "URL")]
     pub(crate) s3_endpoint: Option<String>,
-    /// With --cache s3://...: bytes of this scan's blobs kept in the store, with a unit (50G);
+    /// With --cache URL: bytes of this scan's blobs kept in the store, with a unit (50G);
     /// past it the least valuable go [default: no limit]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) s3_budget: Option<u64>,
-    /// With --cache s3://...: timeout of one request to the store, e.g. 10s [default: 10s]
+    /// With --cache URL: timeout of one request to the store, e.g. 10s [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) s3_timeout: Option<Duration>,
     /// Keep nothing on disk: cache in memory only
@@ -77,17 +82,29 @@ pub(crate) struct PyramidOpts {
 pub(crate) enum CacheArg {
     /// A cache folder.
     Dir(PathBuf),
-    /// An object store URL, `s3://bucket/prefix`.
+    /// An object store URL, `s3://bucket/prefix`, `gs://bucket/prefix` or
+    /// `az://container/prefix`.
     Url(String),
 }
 
-/// `--cache`: a URL when it has a scheme (`s3://...`; others are refused by name), else a
-/// folder (any bytes).
+/// `--cache`: a URL when it has a scheme (`s3://`, `gs://`, `az://`, `azure://`; others are
+/// refused by name, `file://` with the reason), else a folder (any bytes).
 fn parse_cache(text: std::ffi::OsString) -> Result<CacheArg, String> {
     match text.to_str() {
-        Some(t) if t.starts_with("s3://") => Ok(CacheArg::Url(t.to_string())),
+        Some(t)
+            if ["s3://", "gs://", "az://", "azure://"]
+                .iter()
+                .any(|s| t.starts_with(s)) =>
+        {
+            Ok(CacheArg::Url(t.to_string()))
+        }
+        Some(t) if t.starts_with("file://") => Err(format!(
+            "{t:?}: file:// is not an object store here (a local file system cannot replace an \
+             object on condition that it is the version read); give the folder itself"
+        )),
         Some(t) if t.contains("://") => Err(format!(
-            "{t:?}: only s3:// URLs are supported (S3 and S3-compatible servers)"
+            "{t:?}: the object stores supported are s3:// (S3 and S3-compatible servers), \
+             gs:// (Google Cloud Storage) and az:// (Azure Blob Storage)"
         )),
         _ => Ok(CacheArg::Dir(PathBuf::from(text))),
     }
@@ -139,7 +156,9 @@ impl PyramidOpts {
                 (self.s3_timeout.is_some(), "--s3-timeout"),
             ];
             if let Some((_, name)) = stray.iter().find(|(given, _)| *given) {
-                return Err(format!("{name} needs --cache s3://BUCKET/PREFIX"));
+                return Err(format!(
+                    "{name} needs --cache URL (s3://, gs:// or az://BUCKET/PREFIX)"
+                ));
             }
         }
         if let Some(bytes) = self.memory {
@@ -344,19 +363,23 @@ mod tests {
     }
 
     #[test]
-    fn caches_are_folders_or_s3_urls() {
-        assert_eq!(
-            parse_cache("s3://b/p".into()),
-            Ok(CacheArg::Url("s3://b/p".into()))
-        );
+    fn caches_are_folders_or_object_store_urls() {
+        for url in ["s3://b/p", "gs://b/p", "az://c/p", "azure://c/p"] {
+            assert_eq!(parse_cache(url.into()), Ok(CacheArg::Url(url.into())));
+        }
         assert_eq!(
             parse_cache("some/dir".into()),
             Ok(CacheArg::Dir("some/dir".into()))
         );
         assert!(
-            parse_cache("gs://b/p".into())
+            parse_cache("hdfs://b/p".into())
                 .unwrap_err()
-                .contains("only s3://")
+                .contains("s3:// (S3")
+        );
+        assert!(
+            parse_cache("file:///tmp/c".into())
+                .unwrap_err()
+                .contains("give the folder itself")
         );
     }
 

@@ -1,13 +1,36 @@
 //! The object-store tier: blobs as objects in an S3 bucket (or an S3-compatible server such as
-//! SeaweedFS, MinIO or Ceph), shared by every machine that opens the same scan. Feature
-//! `object-store`.
+//! SeaweedFS, MinIO or Ceph), a Google Cloud Storage bucket or an Azure Blob Storage
+//! container, shared by every machine that opens the same scan. Feature `object-store`.
+//!
+//! # URLs and credentials
+//! - `s3://bucket/prefix`: Amazon S3 or an S3-compatible server ([`ObjectStoreOptions::with_endpoint`]
+//!   or `AWS_ENDPOINT_URL`); credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//!   `AWS_SESSION_TOKEN` (or [`ObjectStoreOptions::with_credentials`]).
+//! - `gs://bucket/prefix`: Google Cloud Storage; credentials from `GOOGLE_SERVICE_ACCOUNT`
+//!   (a service-account file), `GOOGLE_SERVICE_ACCOUNT_KEY` (its JSON),
+//!   `GOOGLE_APPLICATION_CREDENTIALS`, else the instance's metadata server. Another server:
+//!   `GOOGLE_BASE_URL` (or `gcs_base_url` in the service-account JSON).
+//! - `az://container/prefix` (or `azure://`): Azure Blob Storage; the account from
+//!   `AZURE_STORAGE_ACCOUNT_NAME`, credentials from `AZURE_STORAGE_ACCOUNT_KEY`, a SAS token,
+//!   a client secret, a managed identity (the other `AZURE_*` variables object_store reads).
+//!   Another server: `AZURE_STORAGE_ENDPOINT` (`http://HOST:PORT/ACCOUNT`), or Azurite with
+//!   `AZURE_STORAGE_USE_EMULATOR=true` (its well-known account unless one is given) at
+//!   `AZURITE_BLOB_STORAGE_URL` (default `http://127.0.0.1:10000`).
+//! - Any of object_store's configuration keys of the scheme may also be given in code
+//!   ([`ObjectStoreOptions::with_option`]); plain HTTP is allowed when the server's address
+//!   (given or from the environment) starts with `http://`.
+//! - `file://` is refused: object_store's local file system cannot replace an object on
+//!   condition that it is still the version read (`PutMode::Update`), which the manifest
+//!   needs (see below). A local folder is the disk tier's job (`--cache DIR`).
 //!
 //! # Layout
 //! ```text
 //! <prefix>/<stack>/<lineage>/manifest.json         the sources the lineage's blobs are made from
 //! <prefix>/<stack>/<lineage>/<level>/<z:06>.blob   one blob per slice (the disk tier's format)
 //! ```
-//! - `<prefix>` is the URL's path (`s3://bucket/prefix`): one prefix serves any number of scans.
+//! - `<prefix>` is the URL's path (`s3://bucket/prefix`, `gs://bucket/prefix`,
+//!   `az://container/prefix`): one prefix serves any number of scans. The layout is the same
+//!   on every service.
 //! - `<stack>` (16 hex digits) is the stack's identity: slice size, sample type and naming
 //!   ([`Manifest::stack_id`]).
 //! - `<lineage>` (16 hex digits) is one scan among those with that identity: the hash of its
@@ -25,7 +48,8 @@
 //! - Every object read is checked ([`codec::verify`]) against the slice it should be, origin
 //!   included; a damaged object is a counted miss and is deleted (and made again), a sound one
 //!   made from older sources too.
-//! - Blobs are created with a conditional put (`If-None-Match: *`): racing writers never
+//! - Blobs are created with a conditional put (`If-None-Match: *`; on Google Cloud Storage
+//!   `x-goog-if-generation-match: 0`, and updates match the generation): racing writers never
 //!   overwrite each other. The one that comes second reads what is there and keeps it when it
 //!   is sound (sound blobs of one key and origin hold the same slice); a damaged or stale one it
 //!   replaces on condition that it is still the version it read (`If-Match`).
@@ -53,7 +77,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path as Key;
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
@@ -81,11 +107,14 @@ const ATTEMPTS: usize = 8;
 /// Where the object-store tier is and how it behaves.
 #[derive(Clone)]
 pub struct ObjectStoreOptions {
-    /// `s3://bucket` or `s3://bucket/prefix`.
+    /// `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix` (the prefix is
+    /// optional); see the [module docs](self).
     pub url: String,
     /// The server's address for S3-compatible servers (`http://127.0.0.1:8333`); path-style
-    /// requests, plain HTTP allowed. Default: `None`: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`)
-    /// when set, else Amazon S3 in the region of `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    /// requests, plain HTTP allowed. `s3://` only (the other services take theirs from the
+    /// environment or [`ObjectStoreOptions::with_option`]; see the [module docs](self)).
+    /// Default: `None`: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`) when set, else Amazon S3 in the
+    /// region of `AWS_REGION` / `AWS_DEFAULT_REGION`.
     pub endpoint: Option<String>,
     /// Byte budget for the scan's blobs in the store. Default: `u64::MAX` (unbounded).
     pub budget: u64,
@@ -94,6 +123,8 @@ pub struct ObjectStoreOptions {
     /// Access key id and secret, instead of the environment's (see
     /// [`ObjectStoreOptions::with_credentials`]).
     credentials: Option<(String, String)>,
+    /// object_store configuration keys and values (see [`ObjectStoreOptions::with_option`]).
+    config: Vec<(String, String)>,
     #[cfg(any(test, feature = "test-utils"))]
     hook: Option<Hook>,
 }
@@ -112,12 +143,21 @@ impl std::fmt::Debug for ObjectStoreOptions {
                     .as_ref()
                     .map(|(id, _)| format!("{id} (secret hidden)")),
             )
+            .field(
+                "config",
+                &self
+                    .config
+                    .iter()
+                    .map(|(k, _)| format!("{k} (value hidden)"))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
 
 impl ObjectStoreOptions {
-    /// Options for the store at `url` (`s3://bucket/prefix`), with every default.
+    /// Options for the store at `url` (`s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// `az://container/prefix`), with every default.
     pub fn new(url: impl Into<String>) -> ObjectStoreOptions {
         ObjectStoreOptions {
             url: url.into(),
@@ -125,13 +165,15 @@ impl ObjectStoreOptions {
             budget: u64::MAX,
             timeout: DEFAULT_TIMEOUT,
             credentials: None,
+            config: Vec::new(),
             #[cfg(any(test, feature = "test-utils"))]
             hook: None,
         }
     }
 
-    /// Uses this access key id and secret. Default: the environment's (`AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or the other sources the AWS SDKs read).
+    /// Uses this S3 access key id and secret (`s3://` only; opening another service with them
+    /// is refused). Default: the environment's (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`, or the other sources the AWS SDKs read).
     #[must_use]
     pub fn with_credentials(
         mut self,
@@ -146,6 +188,21 @@ impl ObjectStoreOptions {
     #[must_use]
     pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> ObjectStoreOptions {
         self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Sets one of object_store's configuration keys of the URL's service, over the
+    /// environment's: `aws_*` for `s3://`, `google_*` for `gs://` (`google_service_account_key`,
+    /// `google_base_url`, ...), `azure_*` for `az://` (`azure_storage_account_name`,
+    /// `azure_storage_account_key`, `azure_storage_endpoint`, ...). An unknown key is an error
+    /// when the tier opens. Default: none.
+    #[must_use]
+    pub fn with_option(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> ObjectStoreOptions {
+        self.config.push((key.into(), value.into()));
         self
     }
 
@@ -288,31 +345,68 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::NotFound => f.write_str("no such object"),
             Failure::Conflict => f.write_str("another writer changed it first"),
-            Failure::Denied(why) => write!(
-                f,
-                "access refused: {why} (check the credentials: AWS_ACCESS_KEY_ID, \
-                 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"
-            ),
+            Failure::Denied(why) => write!(f, "access refused: {why}"),
             Failure::Down(why) => write!(f, "{why}"),
         }
     }
 }
 
-fn classify(e: object_store::Error) -> Failure {
+/// The service a cache URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    S3,
+    Gcs,
+    Azure,
+}
+
+impl Service {
+    /// Where the credentials come from, for a refusal's message.
+    fn credentials_hint(self) -> &'static str {
+        match self {
+            Service::S3 => {
+                "check the credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, \
+                 AWS_SESSION_TOKEN"
+            }
+            Service::Gcs => {
+                "check the credentials: GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY, \
+                 GOOGLE_APPLICATION_CREDENTIALS"
+            }
+            Service::Azure => {
+                "check the credentials: AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY \
+                 (or AZURE_STORAGE_SAS_KEY, AZURE_STORAGE_CLIENT_SECRET, ...)"
+            }
+        }
+    }
+
+    /// What the service calls a bucket.
+    fn bucket_word(self) -> &'static str {
+        match self {
+            Service::S3 | Service::Gcs => "bucket",
+            Service::Azure => "container",
+        }
+    }
+}
+
+fn classify(e: object_store::Error, service: Service) -> Failure {
+    let denied = |text: &str| {
+        Failure::Denied(format!(
+            "{} ({})",
+            s3_reason(text),
+            service.credentials_hint()
+        ))
+    };
     match e {
         object_store::Error::NotFound { .. } => Failure::NotFound,
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
             Failure::Conflict
         }
         object_store::Error::PermissionDenied { source, .. }
-        | object_store::Error::Unauthenticated { source, .. } => {
-            Failure::Denied(s3_reason(&error_chain(&*source)))
-        }
+        | object_store::Error::Unauthenticated { source, .. } => denied(&error_chain(&*source)),
         // Listing reports every HTTP status as a generic error: read the status from its text.
         other => {
             let text = error_chain(&other);
             if text.contains("status code: 403") || text.contains("status code: 401") {
-                Failure::Denied(s3_reason(&text))
+                denied(&text)
             } else if text.contains("status code: 404") {
                 Failure::NotFound
             } else {
@@ -322,8 +416,8 @@ fn classify(e: object_store::Error) -> Failure {
     }
 }
 
-/// The S3 error code and message of an error's text (`SignatureDoesNotMatch: The request
-/// signature ...`), else the whole text.
+/// The S3 (or Azure) error code and message of an error's text (`SignatureDoesNotMatch: The
+/// request signature ...`), else the whole text.
 fn s3_reason(text: &str) -> String {
     let tag = |name: &str| {
         let open = format!("<{name}>");
@@ -372,29 +466,76 @@ pub fn default_local_cache_dir(
     super::disk::user_cache_dir_for(stack_dir.as_ref(), url.as_bytes())
 }
 
-/// Parses `s3://bucket/prefix` into the bucket and the prefix.
-fn parse_url(url: &str) -> Result<(String, Key)> {
+/// The parts of a cache URL.
+#[derive(Debug)]
+struct Parsed {
+    service: Service,
+    /// The URL's scheme as given (`s3`, `gs`, `az`, `azure`).
+    scheme: &'static str,
+    bucket: String,
+    prefix: Key,
+}
+
+/// Parses `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`.
+fn parse_url(url: &str) -> Result<Parsed> {
     let bad = |why: &str| Error::invalid("cache URL", format!("{url:?}: {why}"));
-    let Some(rest) = url.strip_prefix("s3://") else {
+    const USE: &str = "use s3://bucket/prefix (S3 and S3-compatible servers), gs://bucket/prefix \
+                       (Google Cloud Storage) or az://container/prefix (Azure Blob Storage)";
+    let schemes = [
+        ("s3", Service::S3),
+        ("gs", Service::Gcs),
+        ("az", Service::Azure),
+        ("azure", Service::Azure),
+    ];
+    let Some((scheme, service, rest)) = schemes.iter().find_map(|&(scheme, service)| {
+        let rest = url.strip_prefix(scheme)?.strip_prefix("://")?;
+        Some((scheme, service, rest))
+    }) else {
         let scheme = url.split("://").next().filter(|_| url.contains("://"));
         return Err(match scheme {
-            Some(s) => bad(&format!(
-                "the {s}:// scheme is not supported; use s3://bucket/prefix (S3 and \
-                 S3-compatible servers)"
-            )),
-            None => bad("not a URL; use s3://bucket/prefix"),
+            Some("file") => bad(
+                "file:// is not supported: a local file system cannot replace an object on \
+                 condition that it is still the version read, which the shared manifest needs; \
+                 for a cache on this machine give a folder instead (the disk tier)",
+            ),
+            Some(s) => bad(&format!("the {s}:// scheme is not supported; {USE}")),
+            None => bad(&format!("not a URL; {USE}")),
         });
     };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let bucket_ok = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !bucket.starts_with(['-', '.'])
-        && !bucket.ends_with(['-', '.']);
+    let edges_ok = |b: &str| {
+        b.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && b.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    let chars_ok = |b: &str, extra: &[u8]| {
+        b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(&c))
+    };
+    let (bucket_ok, rule) = match service {
+        Service::S3 => (
+            (3..=63).contains(&bucket.len()) && chars_ok(bucket, b"-.") && edges_ok(bucket),
+            "3 to 63 lower-case letters, digits, '-' and '.'",
+        ),
+        Service::Gcs => (
+            (3..=222).contains(&bucket.len())
+                && chars_ok(bucket, b"-._")
+                && edges_ok(bucket)
+                && bucket.split('.').all(|p| (1..=63).contains(&p.len())),
+            "3 to 63 lower-case letters, digits, '-', '_' and '.'; up to 222 with dots, at \
+             most 63 between two",
+        ),
+        Service::Azure => (
+            (3..=63).contains(&bucket.len())
+                && chars_ok(bucket, b"-")
+                && edges_ok(bucket)
+                && !bucket.contains("--"),
+            "3 to 63 lower-case letters, digits and single '-'",
+        ),
+    };
     if !bucket_ok {
         return Err(bad(&format!(
-            "{bucket:?} is not a bucket name (3 to 63 lower-case letters, digits, '-' and '.')"
+            "{bucket:?} is not a {} name ({rule})",
+            service.bucket_word()
         )));
     }
     let parts: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
@@ -407,67 +548,191 @@ fn parse_url(url: &str) -> Result<(String, Key)> {
             return Err(bad(&format!("{p:?} is not allowed in the prefix")));
         }
     }
-    let key = Key::from_iter(parts.iter().copied());
-    Ok((bucket.to_string(), key))
+    Ok(Parsed {
+        service,
+        scheme,
+        bucket: bucket.to_string(),
+        prefix: Key::from_iter(parts.iter().copied()),
+    })
 }
 
-/// The store at `options`' URL, its bucket and prefix, and the runtime that runs its requests.
+/// The value of `key` among `options`' configuration, else of the first of `vars` set.
+fn setting(options: &ObjectStoreOptions, keys: &[&str], vars: &[&str]) -> Option<String> {
+    options
+        .config
+        .iter()
+        .rev()
+        .find(|(k, _)| keys.contains(&k.to_ascii_lowercase().as_str()))
+        .map(|(_, v)| v.clone())
+        .or_else(|| vars.iter().find_map(|v| std::env::var(v).ok()))
+        .filter(|v| !v.is_empty())
+}
+
+/// An error for a configuration key `key` that `service` does not know.
+fn unknown_key(url: &str, key: &str, service: Service, why: impl std::fmt::Display) -> Error {
+    let prefix = match service {
+        Service::S3 => "aws_",
+        Service::Gcs => "google_",
+        Service::Azure => "azure_",
+    };
+    Error::invalid(
+        "object store option",
+        format!("{key:?} for {url:?}: {why} (the keys of this service start with {prefix})"),
+    )
+}
+
+/// The store at `options`' URL, its service, its prefix, and the runtime that runs its
+/// requests.
 fn connect(
     options: &ObjectStoreOptions,
-) -> Result<(Arc<dyn ObjectStore>, Key, tokio::runtime::Runtime)> {
-    let (bucket, prefix) = parse_url(&options.url)?;
+) -> Result<(Arc<dyn ObjectStore>, Service, Key, tokio::runtime::Runtime)> {
+    let Parsed {
+        service,
+        bucket,
+        prefix,
+        ..
+    } = parse_url(&options.url)?;
     if options.timeout.is_zero() {
         return Err(Error::invalid(
             "object store timeout",
             "0; it must be positive",
         ));
     }
-    let endpoint = options
-        .endpoint
-        .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-        .or_else(|| std::env::var("AWS_ENDPOINT").ok())
-        .filter(|e| !e.is_empty());
-    let mut builder = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .with_retry(RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(500),
-                base: 2.0,
-            },
-            max_retries: 2,
-            retry_timeout: options.timeout,
-        })
-        .with_client_options(
-            ClientOptions::new()
-                .with_timeout(options.timeout)
-                .with_connect_timeout(options.timeout.min(Duration::from_secs(5)))
-                .with_allow_http(
-                    endpoint
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with("http://")),
-                ),
-        );
-    if let Some((id, secret)) = &options.credentials {
-        builder = builder
-            .with_access_key_id(id.clone())
-            .with_secret_access_key(secret.clone());
-    }
-    if let Some(e) = &endpoint {
-        if !(e.starts_with("http://") || e.starts_with("https://")) {
+    if service != Service::S3 {
+        if let Some(e) = &options.endpoint {
             return Err(Error::invalid(
                 "S3 endpoint",
-                format!("{e:?}: use http://HOST:PORT or https://HOST"),
+                format!(
+                    "{e:?} given for {:?}: the endpoint option is for s3:// only; set \
+                     GOOGLE_BASE_URL for gs://, AZURE_STORAGE_ENDPOINT (or \
+                     AZURE_STORAGE_USE_EMULATOR=true and AZURITE_BLOB_STORAGE_URL) for az://",
+                    options.url
+                ),
             ));
         }
-        builder = builder.with_endpoint(e.clone());
+        if options.credentials.is_some() {
+            return Err(Error::invalid(
+                "object store credentials",
+                format!(
+                    "an S3 access key given for {:?}: gs:// and az:// take theirs from the \
+                     environment or from their configuration keys (with_option)",
+                    options.url
+                ),
+            ));
+        }
     }
-    let store = builder.build().map_err(|e| Error::ObjectStore {
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+            base: 2.0,
+        },
+        max_retries: 2,
+        retry_timeout: options.timeout,
+    };
+    let client = |endpoint: Option<&str>| {
+        ClientOptions::new()
+            .with_timeout(options.timeout)
+            .with_connect_timeout(options.timeout.min(Duration::from_secs(5)))
+            .with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")))
+    };
+    let configuring = |e: object_store::Error| Error::ObjectStore {
         url: options.url.clone(),
         action: "configuring the client".into(),
         reason: error_chain(&e),
-    })?;
+    };
+    let check_endpoint = |what: &'static str, e: &str| {
+        if e.starts_with("http://") || e.starts_with("https://") {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                what,
+                format!("{e:?}: use http://HOST:PORT or https://HOST"),
+            ))
+        }
+    };
+    let store: Arc<dyn ObjectStore> = match service {
+        Service::S3 => {
+            let endpoint = options
+                .endpoint
+                .clone()
+                .or_else(|| {
+                    setting(
+                        options,
+                        &["aws_endpoint", "aws_endpoint_url", "endpoint"],
+                        &[],
+                    )
+                })
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+                .or_else(|| std::env::var("AWS_ENDPOINT").ok())
+                .filter(|e| !e.is_empty());
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry)
+                .with_client_options(client(endpoint.as_deref()));
+            for (k, v) in &options.config {
+                let key: AmazonS3ConfigKey = k
+                    .to_ascii_lowercase()
+                    .parse()
+                    .map_err(|e| unknown_key(&options.url, k, service, e))?;
+                builder = builder.with_config(key, v);
+            }
+            if let Some((id, secret)) = &options.credentials {
+                builder = builder
+                    .with_access_key_id(id.clone())
+                    .with_secret_access_key(secret.clone());
+            }
+            if let Some(e) = &endpoint {
+                check_endpoint("S3 endpoint", e)?;
+                builder = builder.with_endpoint(e.clone());
+            }
+            Arc::new(builder.build().map_err(configuring)?)
+        }
+        Service::Gcs => {
+            let base = setting(
+                options,
+                &["google_base_url", "base_url"],
+                &["GOOGLE_BASE_URL"],
+            );
+            if let Some(e) = &base {
+                check_endpoint("Google Cloud Storage base URL", e)?;
+            }
+            let mut builder = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry)
+                .with_client_options(client(base.as_deref()));
+            for (k, v) in &options.config {
+                let key: GoogleConfigKey = k
+                    .to_ascii_lowercase()
+                    .parse()
+                    .map_err(|e| unknown_key(&options.url, k, service, e))?;
+                builder = builder.with_config(key, v);
+            }
+            Arc::new(builder.build().map_err(configuring)?)
+        }
+        Service::Azure => {
+            let endpoint = setting(
+                options,
+                &["azure_storage_endpoint", "azure_endpoint", "endpoint"],
+                &["AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT"],
+            );
+            if let Some(e) = &endpoint {
+                check_endpoint("Azure endpoint", e)?;
+            }
+            let mut builder = MicrosoftAzureBuilder::from_env()
+                .with_container_name(bucket)
+                .with_retry(retry)
+                .with_client_options(client(endpoint.as_deref()));
+            for (k, v) in &options.config {
+                let key: AzureConfigKey = k
+                    .to_ascii_lowercase()
+                    .parse()
+                    .map_err(|e| unknown_key(&options.url, k, service, e))?;
+                builder = builder.with_config(key, v);
+            }
+            Arc::new(builder.build().map_err(configuring)?)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("lodcache-object-store")
@@ -478,11 +743,12 @@ fn connect(
             action: "starting the client's threads".into(),
             reason: e.to_string(),
         })?;
-    Ok((Arc::new(store), prefix, runtime))
+    Ok((store, service, prefix, runtime))
 }
 
 struct Inner {
     url: String,
+    service: Service,
     store: Arc<dyn ObjectStore>,
     /// Runs the requests; taken (and shut down without waiting) on drop.
     runtime: Option<tokio::runtime::Runtime>,
@@ -558,7 +824,7 @@ impl ObjectStoreTier {
         manifest: &Manifest,
         fingerprint: Fingerprint,
     ) -> Result<ObjectStoreTier> {
-        let (store, prefix, runtime) = connect(options)?;
+        let (store, service, prefix, runtime) = connect(options)?;
         let current = manifest.clone().portable();
         let stack_dir = Key::from_iter(
             prefix
@@ -569,6 +835,7 @@ impl ObjectStoreTier {
         let mut tier = ObjectStoreTier {
             inner: Arc::new(Inner {
                 url: options.url.clone(),
+                service,
                 store,
                 runtime: Some(runtime),
                 root: stack_dir.clone(),
@@ -617,12 +884,13 @@ impl ObjectStoreTier {
         &self.inner.url
     }
 
-    /// The scan's place in the store: `s3://bucket/prefix/<stack>/<lineage>`.
+    /// The scan's place in the store: `s3://bucket/prefix/<stack>/<lineage>` (the URL's
+    /// scheme and bucket or container).
     pub fn location(&self) -> String {
-        let bucket = parse_url(&self.inner.url)
-            .map(|(b, _)| b)
-            .unwrap_or_default();
-        format!("s3://{bucket}/{}", self.inner.root)
+        match parse_url(&self.inner.url) {
+            Ok(p) => format!("{}://{}/{}", p.scheme, p.bucket, self.inner.root),
+            Err(_) => self.inner.root.to_string(),
+        }
     }
 
     /// The counters.
@@ -742,7 +1010,7 @@ impl ObjectStoreTier {
                 }
                 return Ok(value);
             }
-            Ok(Ok(Err(e))) => match classify(e) {
+            Ok(Ok(Err(e))) => match classify(e, inner.service) {
                 // The client's own timer ended it.
                 Failure::Down(why) if why.contains("timed out") => Failure::Down(format!(
                     "no answer within {:.1} s (the server is down, unreachable or \
@@ -784,7 +1052,10 @@ impl ObjectStoreTier {
                 Failure::NotFound => Error::ObjectStore {
                     url: self.inner.url.clone(),
                     action: format!("listing {:?}", stack_dir.as_ref()),
-                    reason: "no such bucket (create it first, or check the URL)".into(),
+                    reason: format!(
+                        "no such {} (create it first, or check the URL)",
+                        self.inner.service.bucket_word()
+                    ),
                 },
                 other => self.error(format!("listing {:?}", stack_dir.as_ref()), other),
             })?;
@@ -1310,31 +1581,93 @@ mod tests {
         assert_eq!(s3_reason("plain"), "plain");
     }
 
+    fn parts(url: &str) -> (Service, &'static str, String, String) {
+        let p = parse_url(url).unwrap();
+        (p.service, p.scheme, p.bucket, p.prefix.as_ref().to_string())
+    }
+
     #[test]
     fn urls_name_a_bucket_and_a_prefix() {
-        let (b, p) = parse_url("s3://lab-cache/lodcache/scans").unwrap();
-        assert_eq!((b.as_str(), p.as_ref()), ("lab-cache", "lodcache/scans"));
-        let (b, p) = parse_url("s3://lab-cache").unwrap();
-        assert_eq!((b.as_str(), p.as_ref()), ("lab-cache", ""));
-        let (_, p) = parse_url("s3://lab-cache//a//b/").unwrap();
-        assert_eq!(p.as_ref(), "a/b");
+        let s = |x: &str| x.to_string();
+        assert_eq!(
+            parts("s3://lab-cache/lodcache/scans"),
+            (Service::S3, "s3", s("lab-cache"), s("lodcache/scans"))
+        );
+        assert_eq!(
+            parts("s3://lab-cache"),
+            (Service::S3, "s3", s("lab-cache"), s(""))
+        );
+        assert_eq!(parts("s3://lab-cache//a//b/").3, "a/b");
+        assert_eq!(
+            parts("gs://lab_cache.eu/x"),
+            (Service::Gcs, "gs", s("lab_cache.eu"), s("x"))
+        );
+        assert_eq!(
+            parts("az://lab-cache/x/y"),
+            (Service::Azure, "az", s("lab-cache"), s("x/y"))
+        );
+        assert_eq!(
+            parts("azure://lab-cache"),
+            (Service::Azure, "azure", s("lab-cache"), s(""))
+        );
         for bad in [
             "lab-cache/x",
-            "gs://bucket/x",
+            "http://bucket/x",
             "s3://",
             "s3://Upper/x",
             "s3://ab",
+            "s3://lab_cache/x",
             "s3://bucket/../x",
             "s3://bucket/a\nb",
+            "gs://-lead/x",
+            "gs://Upper/x",
+            "az://two--dashes/x",
+            "az://dotted.name/x",
+            "az://ab",
+            "azure://bucket/./x",
+            "file:///tmp/cache",
         ] {
             let e = parse_url(bad).unwrap_err().to_string();
             assert!(e.contains("cache URL"), "{bad}: {e}");
         }
+        let other = parse_url("hdfs://b/x").unwrap_err().to_string();
         assert!(
-            parse_url("gs://b/x")
-                .unwrap_err()
-                .to_string()
-                .contains("gs:// scheme is not supported")
+            other.contains("hdfs:// scheme is not supported")
+                && other.contains("gs://")
+                && other.contains("az://"),
+            "{other}"
         );
+        let file = parse_url("file:///tmp/c").unwrap_err().to_string();
+        assert!(
+            file.contains("file:// is not supported") && file.contains("version read"),
+            "{file}"
+        );
+        let container = parse_url("az://a_b/x").unwrap_err().to_string();
+        assert!(container.contains("container name"), "{container}");
+    }
+
+    /// Options that belong to another service are refused before anything is sent.
+    #[test]
+    fn options_of_another_service_are_refused() {
+        let e = |o: ObjectStoreOptions| connect(&o).map(|_| ()).unwrap_err().to_string();
+        let endpoint = e(ObjectStoreOptions::new("gs://bucket/x").with_endpoint("http://h:1"));
+        assert!(
+            endpoint.contains("s3:// only") && endpoint.contains("GOOGLE_BASE_URL"),
+            "{endpoint}"
+        );
+        let keys = e(ObjectStoreOptions::new("az://box/x").with_credentials("id", "secret"));
+        assert!(keys.contains("S3 access key"), "{keys}");
+        let unknown = e(ObjectStoreOptions::new("az://box/x").with_option("google_base_url", "x"));
+        assert!(
+            unknown.contains("google_base_url") && unknown.contains("azure_"),
+            "{unknown}"
+        );
+        let base = e(ObjectStoreOptions::new("gs://bucket/x")
+            .with_option("google_base_url", "localhost:4443"));
+        assert!(base.contains("http://HOST:PORT"), "{base}");
+        // A service-account key that is not one: said when configuring.
+        let account = e(ObjectStoreOptions::new("gs://bucket/x")
+            .with_option("google_service_account_key", "{not json"));
+        assert!(account.contains("configuring the client"), "{account}");
     }
 }

@@ -1,36 +1,84 @@
-//! A plain S3 client for the object-store tests (feature `object-store`): what another
-//! machine, a broken disk or a person with the credentials could do to the bucket behind the
-//! tier's back.
+//! A plain client of the test store for the object-store tests (feature `object-store`): what
+//! another machine, a broken disk or a person with the credentials could do to the bucket
+//! behind the tier's back; and the tier's options for the test store.
 
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::{ACCESS_KEY, S3, SECRET_KEY};
+use lodcache::store::ObjectStoreOptions;
+
+use super::{ACCESS_KEY, Remote, S3, SECRET_KEY};
+
+/// The tier's options for the test store: the URL, and for S3 the test server and its
+/// credentials (the other services read theirs from the environment).
+pub fn store_options(remote: &Remote) -> ObjectStoreOptions {
+    let options = ObjectStoreOptions::new(&remote.url);
+    match &remote.s3 {
+        Some(s3) => options
+            .with_endpoint(&s3.endpoint)
+            .with_credentials(ACCESS_KEY, SECRET_KEY),
+        None => options,
+    }
+}
 
 /// A client of the test server's bucket, on a runtime of its own.
 pub struct Bucket {
-    pub store: AmazonS3,
+    pub store: Box<dyn ObjectStore>,
     pub runtime: tokio::runtime::Runtime,
 }
 
 impl Bucket {
-    /// A client for the bucket of `s3.url`, with the test credentials.
+    /// A client for the bucket of the S3 server `s3`, with the test credentials.
     pub fn new(s3: &S3) -> Bucket {
-        let bucket = s3
+        Bucket::of(&Remote {
+            url: s3.url.clone(),
+            s3: Some(S3 {
+                endpoint: s3.endpoint.clone(),
+                url: s3.url.clone(),
+                server: None,
+            }),
+        })
+    }
+
+    /// A client for the bucket (or container) of `remote.url`: for S3 with the test
+    /// credentials, else configured from the environment as the tier is.
+    pub fn of(remote: &Remote) -> Bucket {
+        let bucket = remote
             .url
-            .strip_prefix("s3://")
-            .and_then(|r| r.split('/').next())
+            .split_once("://")
+            .and_then(|(_, r)| r.split('/').next())
             .unwrap();
-        let store = AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_endpoint(&s3.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .build()
-            .unwrap();
+        let store: Box<dyn ObjectStore> = match (&remote.s3, remote.scheme()) {
+            (Some(s3), _) => Box::new(
+                AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_endpoint(&s3.endpoint)
+                    .with_allow_http(true)
+                    .with_region("us-east-1")
+                    .with_access_key_id(ACCESS_KEY)
+                    .with_secret_access_key(SECRET_KEY)
+                    .build()
+                    .unwrap(),
+            ),
+            (None, "az" | "azure") => Box::new(
+                MicrosoftAzureBuilder::from_env()
+                    .with_container_name(bucket)
+                    .with_allow_http(true)
+                    .build()
+                    .unwrap(),
+            ),
+            (None, "gs") => Box::new(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+                    .build()
+                    .unwrap(),
+            ),
+            (None, other) => panic!("no test client for {other}://"),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -88,8 +136,8 @@ impl Bucket {
     }
 }
 
-/// The key of the object at `s3://bucket/KEY` (a tier's location, say).
+/// The key of the object at `SCHEME://bucket/KEY` (a tier's location, say).
 pub fn key_of(location: &str) -> String {
-    let rest = location.strip_prefix("s3://").unwrap();
+    let rest = location.split_once("://").unwrap().1;
     rest.split_once('/').map_or("", |(_, k)| k).to_string()
 }

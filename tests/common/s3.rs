@@ -7,6 +7,11 @@
 //!   `LODCACHE_SKIP_S3=1` says to skip or when there is no server at all. `.ci/scale-test` sets
 //!   `LODCACHE_REQUIRE_S3=1`: there a missing server fails the test.
 //! - [`Weed`]: a server of the test's own, to kill, restart, pause and resume by pid.
+//! - [`remote`]: the back end of the tests that hold on every service: the store at
+//!   `LODCACHE_TEST_CACHE_URL` when it is set (`az://container`, `gs://bucket`: a server the test
+//!   script started, its credentials and address in the environment the client reads, e.g.
+//!   `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_ENDPOINT`), else
+//!   the S3 server of [`s3`]. `.ci/cloud-test` runs them against Azurite that way.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -90,6 +95,42 @@ pub fn s3(test: &str) -> Option<S3> {
         url: format!("s3://{BUCKET}/{prefix}"),
         server: Some(server),
     })
+}
+
+/// The back end of a test that holds on every service (see the module docs).
+pub struct Remote {
+    /// `SCHEME://BUCKET/PREFIX`, the prefix unique to the test.
+    pub url: String,
+    /// The S3 server, when the back end is S3 (its endpoint and the test credentials go with
+    /// the URL); `None` for another service, configured from the environment.
+    pub s3: Option<S3>,
+}
+
+impl Remote {
+    /// The URL's scheme (`s3`, `az`, `gs`).
+    pub fn scheme(&self) -> &str {
+        self.url.split("://").next().unwrap_or_default()
+    }
+}
+
+/// The back end for `test` (see the module docs); `None`, with a message, when told to skip.
+pub fn remote(test: &str) -> Option<Remote> {
+    let url = std::env::var("LODCACHE_TEST_CACHE_URL").unwrap_or_default();
+    // Set by .ci/cloud-test: there a test that would fall back to S3 is a mistake of the script.
+    assert!(
+        !url.is_empty() || std::env::var_os("LODCACHE_REQUIRE_CLOUD").is_none_or(|v| v != "1"),
+        "{test}: LODCACHE_REQUIRE_CLOUD=1 but no LODCACHE_TEST_CACHE_URL"
+    );
+    match std::env::var("LODCACHE_TEST_CACHE_URL") {
+        Ok(base) if !base.is_empty() && !base.starts_with("s3://") => Some(Remote {
+            url: format!("{}/{}", base.trim_end_matches('/'), unique_prefix(test)),
+            s3: None,
+        }),
+        _ => s3(test).map(|s3| Remote {
+            url: s3.url.clone(),
+            s3: Some(s3),
+        }),
+    }
 }
 
 /// A prefix no other test (or earlier run) uses.
