@@ -13,6 +13,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::export::Sinker;
 use crate::cascade::{Cascade, StreamOptions, StreamStats};
 use crate::error::Result;
@@ -94,37 +96,52 @@ pub(super) fn produce(
             .collect();
         for y0 in (0..h).step_by(band_rows) {
             let n = band_rows.min(h - y0);
-            let mut filled: Vec<&[u8]> = Vec::with_capacity(nz);
-            for (band, source) in bands.iter_mut().zip(&mut sources) {
-                let bytes = band.bytes(n * row_bytes);
-                match source {
-                    Source::Rows(r) => r.read(y0 as u32, n as u32, bytes)?,
-                    Source::Whole(s) => bytes
-                        .copy_from_slice(&s.pixels().as_bytes()[y0 * row_bytes..][..n * row_bytes]),
-                }
-                filled.push(bytes);
-            }
-            // Level 0: the files of this band.
+            // The slices' rows of the band, read on the pool (the kernel's copies out of the
+            // page cache are most of the reading).
+            let mut reading: Vec<&mut [u8]> = bands
+                .iter_mut()
+                .take(nz)
+                .map(|band| band.bytes(n * row_bytes))
+                .collect();
+            sink.install(|| {
+                reading
+                    .par_iter_mut()
+                    .zip(sources.par_iter_mut())
+                    .try_for_each(|(bytes, source)| -> Result<()> {
+                        match source {
+                            Source::Rows(r) => r.read(y0 as u32, n as u32, bytes)?,
+                            Source::Whole(s) => bytes.copy_from_slice(
+                                &s.pixels().as_bytes()[y0 * row_bytes..][..n * row_bytes],
+                            ),
+                        }
+                        Ok(())
+                    })
+            })?;
+            let filled: Vec<&[u8]> = reading.into_iter().map(|b| &*b).collect();
+            let filled = &filled;
+            // Level 0: the files of this band; meanwhile, level 1: the band's rows of each
+            // pair's mean (an odd last row is dropped).
             let rows = |z: u32, y: u32| -> &[u8] {
                 &filled[(z - z0) as usize][(y as usize - y0) * row_bytes..][..row_bytes]
             };
             let ys = (y0 / file.y as usize) as u32..(y0 + n).div_ceil(file.y as usize) as u32;
-            for iz in z0 / file.z..z1.div_ceil(file.z) {
-                sink.write_files(0, iz, ys.clone(), &rows)?;
-            }
-            // Level 1: the band's rows of each pair's mean (an odd last row is dropped).
             let pairs_rows = n / 2 * 2;
-            if top > 0 && pairs_rows > 0 && w1 > 0 {
+            let level1 = &mut level1;
+            let reduce = move || {
                 let t = Instant::now();
-                for (p, out) in level1.iter_mut().enumerate() {
-                    let a = &filled[2 * p][..pairs_rows * row_bytes];
-                    let b = filled.get(2 * p + 1).map(|b| &b[..pairs_rows * row_bytes]);
-                    let first = y0 / 2 * w1 as usize;
-                    let last = (y0 + pairs_rows) / 2 * w1 as usize;
-                    reduce_bytes(a, b, w, pairs_rows, out, first..last);
+                if top > 0 && pairs_rows > 0 && w1 > 0 {
+                    level1.par_iter_mut().enumerate().for_each(|(p, out)| {
+                        let a = &filled[2 * p][..pairs_rows * row_bytes];
+                        let b = filled.get(2 * p + 1).map(|b| &b[..pairs_rows * row_bytes]);
+                        let first = y0 / 2 * w1 as usize;
+                        let last = (y0 + pairs_rows) / 2 * w1 as usize;
+                        reduce_bytes(a, b, w, pairs_rows, out, first..last);
+                    });
                 }
-                stats.kernel += t.elapsed();
-            }
+                t.elapsed()
+            };
+            let izs = z0 / file.z..z1.div_ceil(file.z);
+            stats.kernel += sink.write_files_with(0, izs, ys, &rows, reduce)?;
         }
         let mut read = 0;
         for s in &sources {

@@ -378,6 +378,14 @@ impl Sinker<'_, '_> {
         self.write_files(level, iz, 0..gy, rows)
     }
 
+    /// Runs `f` on the pool chunks are compressed on.
+    pub(super) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match self.hooks.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+
     /// Cuts, compresses and hands to the writer the files of file rows `ys` of row `iz` of
     /// `level`, on the rayon pool.
     pub(super) fn write_files(
@@ -387,40 +395,56 @@ impl Sinker<'_, '_> {
         ys: std::ops::Range<u32>,
         rows: &RowFn<'_>,
     ) -> Result<()> {
+        self.write_files_with(level, iz..iz + 1, ys, rows, || ())
+    }
+
+    /// [`Sinker::write_files`] for the file rows `ys` of rows `izs`, running `alongside` on
+    /// the pool meanwhile (so that other work on the same rows keeps every thread busy while
+    /// the files are compressed); returns what `alongside` returned.
+    pub(super) fn write_files_with<R: Send>(
+        &mut self,
+        level: u32,
+        izs: std::ops::Range<u32>,
+        ys: std::ops::Range<u32>,
+        rows: &RowFn<'_>,
+        alongside: impl FnOnce() -> R + Send,
+    ) -> Result<R> {
         (self.hooks.check)()?;
         let l = *self.layout.level(level)?;
         let [_, _, gx] = l.file_grid();
         let (layout, version, buffers) = (self.layout, self.version, self.buffers);
         let to_writer = &self.to_writer;
-        let files: Vec<(u32, u32)> = ys
-            .clone()
-            .flat_map(|y| (0..gx).map(move |x| (y, x)))
+        let files: Vec<[u32; 3]> = izs
+            .flat_map(|z| {
+                let ys = ys.clone();
+                ys.flat_map(move |y| (0..gx).map(move |x| [z, y, x]))
+            })
             .collect();
         let encode = || {
-            files.par_iter().try_for_each(|&(iy, ix)| -> Result<()> {
-                let index = [iz, iy, ix];
-                let mut buf = buffers.take();
-                match l.shard {
-                    None => layout.encode_chunk_rows(level, index, rows, &mut buf)?,
-                    Some(_) => encode_shard_rows(layout, level, index, rows, &mut buf)?,
-                }
-                let key = match version {
-                    ZarrVersion::V2 => ZarrLayout::chunk_key_v2(level, index),
-                    ZarrVersion::V3 => ZarrLayout::chunk_key_v3(level, index),
-                };
-                to_writer.send((PathBuf::from(key), buf)).map_err(|_| {
-                    Error::internal("export", "the writer thread stopped (its error follows)")
+            let compress = || {
+                files.par_iter().try_for_each(|&index| -> Result<()> {
+                    let mut buf = buffers.take();
+                    match l.shard {
+                        None => layout.encode_chunk_rows(level, index, rows, &mut buf)?,
+                        Some(_) => encode_shard_rows(layout, level, index, rows, &mut buf)?,
+                    }
+                    let key = match version {
+                        ZarrVersion::V2 => ZarrLayout::chunk_key_v2(level, index),
+                        ZarrVersion::V3 => ZarrLayout::chunk_key_v3(level, index),
+                    };
+                    to_writer.send((PathBuf::from(key), buf)).map_err(|_| {
+                        Error::internal("export", "the writer thread stopped (its error follows)")
+                    })
                 })
-            })
+            };
+            rayon::join(compress, alongside)
         };
-        match self.hooks.pool {
-            Some(pool) => pool.install(encode)?,
-            None => encode()?,
-        }
+        let (written, other) = self.install(encode);
+        written?;
         let file = l.file_chunk();
         let per_file = u64::from(file.z) * u64::from(file.y) * u64::from(file.x);
         self.raw_bytes += files.len() as u64 * per_file * l.info.sample_type.bytes() as u64;
-        Ok(())
+        Ok(other)
     }
 }
 
