@@ -387,7 +387,20 @@ fn every_compressor_round_trips_through_an_independent_decoder() {
         .collect();
     let noise: Vec<u8> = (0..200_000).map(|_| rng.next() as u8).collect();
     let tiny = vec![5u8; 3];
+    // CT-like: a smooth high byte over a noisy low byte, 4 whole Blosc blocks and a shorter
+    // last one (split into byte planes, the noise plane stored; the last block one stream).
+    let ct: Vec<u8> = (0..300_001u32)
+        .flat_map(|i| [rng.next() as u8, (i / 2048 % 40) as u8 + 3])
+        .collect();
+    let wide: Vec<u8> = (0..70_000u32)
+        .flat_map(|i| (i as f32 / 7.0).floor().to_le_bytes())
+        .collect();
+    // 100 samples: too few to split for a decoder older than Blosc's split flag.
+    let small: Vec<u8> = (0..100u16).flat_map(|i| (i / 10).to_le_bytes()).collect();
     for (data, typesize) in [
+        (&ct, 2usize),
+        (&wide, 4),
+        (&small, 2),
         (&compressible, 2usize),
         (&compressible, 1),
         (&noise, 2),
@@ -419,8 +432,18 @@ fn every_compressor_round_trips_through_an_independent_decoder() {
                 let nbytes = u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize;
                 assert_eq!(nbytes, data.len());
                 // Compressible data shrinks; noise is stored (at most 16 bytes of header more).
+                let flags = out[2];
                 if std::ptr::eq(data, &compressible) {
                     assert!(out.len() < data.len() / 2, "{}", out.len());
+                } else if std::ptr::eq(data, &ct) {
+                    assert_eq!(flags & 0x10, 0, "CT samples are split into byte planes");
+                    // The high plane shrinks, the noise plane is stored.
+                    assert!(out.len() < data.len() * 3 / 4, "{}", out.len());
+                    assert!(out.len() > data.len() / 2, "{}", out.len());
+                } else if std::ptr::eq(data, &small) {
+                    assert_eq!(flags & 0x12, 0x10, "too few samples to split: {flags:#x}");
+                } else if std::ptr::eq(data, &wide) {
+                    assert!(out.len() < data.len(), "{}", out.len());
                 } else {
                     assert!(out.len() <= data.len() + 16);
                 }

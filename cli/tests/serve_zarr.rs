@@ -272,9 +272,10 @@ fn compressed_chunks_are_cached_and_answer_head_range_etag_and_cors() {
     assert_eq!(first.header("x-lodcache-cache"), Some("miss"));
     assert_eq!(first.header("access-control-allow-origin"), Some("*"));
     assert_eq!(first.header("accept-ranges"), Some("bytes"));
-    // Blosc: a 16-byte header, then less than the 8 KiB of raw samples.
+    // Blosc: a 16-byte header, then never more than the 8 KiB of raw samples (level 0 of
+    // the phantom is mostly white noise, which LZ4 barely shrinks).
     assert_eq!(first.body[0], 2, "blosc format version");
-    assert!(first.body.len() < 64 * 64 * 2, "{}", first.body.len());
+    assert!(first.body.len() <= 16 + 64 * 64 * 2, "{}", first.body.len());
     let second = s.get(target);
     assert_eq!(second.header("x-lodcache-cache"), Some("hit"));
     assert_eq!(second.body, first.body);

@@ -1,14 +1,20 @@
 //! Chunk compression: Blosc (version 1 container) with LZ4, Zstandard, or none.
 //!
 //! Blosc is written by hand around `lz4_flex` (the container is 16 bytes of header, a table of
-//! block offsets and one LZ4 block per block of the chunk), so no C library is built for it.
-//! Every block is byte-shuffled first for samples wider than a byte (flag `0x01`: the low bytes
-//! of all samples, then the high bytes, which is what makes LZ4 find anything in 16-bit CT
-//! noise), and is never split into per-byte streams (flag `0x10`), which every Blosc 1.x
-//! decoder since 1.13 and every Blosc 2 decoder reads. A block LZ4 cannot shrink is stored as
-//! it is (its compressed size equals its size); a chunk that would not shrink at all is one
-//! plain copy (flag `0x02`). numcodecs' bare `"lz4"` codec (a different framing that
-//! tensorstore and neuroglancer refuse) is never written.
+//! block offsets, then per block its streams, each a 4-byte compressed size and an LZ4 block),
+//! so no C library is built for it. Every block of 128 KiB is byte-shuffled first for samples
+//! wider than a byte (flag `0x01`: the low bytes of all samples, then the high bytes, which is
+//! what makes LZ4 find anything in 16-bit CT), then split into one stream per byte plane where
+//! every Blosc 1 and 2 decoder splits too (a whole block of at least 128 samples of at most 16
+//! bytes; the last, shorter block is one stream; else flag `0x10`, don't split). A plane is
+//! probed first (LZ4 over three 2 KiB windows): the noise plane of CT, which LZ4 cannot shrink,
+//! is stored as it is without running LZ4 over all of it (a compressed size equal to the
+//! stream's size means a plain copy), and so is any stream LZ4 does not shrink. A chunk of
+//! several blocks is encoded on the rayon pool, block by block; a chunk that would not shrink
+//! at all is one plain copy (flag `0x02`). numcodecs' bare `"lz4"` codec (a different framing
+//! that tensorstore and neuroglancer refuse) is never written.
+
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
@@ -41,6 +47,16 @@ const BLOSC_LZ4_VERSION: u8 = 1;
 const FLAG_SHUFFLE: u8 = 0x01;
 const FLAG_MEMCPYED: u8 = 0x02;
 const FLAG_DONT_SPLIT: u8 = 0x10;
+/// Blosc 1 decoders older than the split flag split a block into byte planes only for
+/// samples of at most this many bytes...
+const BLOSC_MAX_SPLITS: usize = 16;
+/// ... and blocks of at least this many samples.
+const BLOSC_MIN_SPLIT: usize = 128;
+/// A plane of a block is compressed when LZ4 saves at least this fraction of a few windows
+/// of it ([`PROBE_WINDOWS`] of [`PROBE_WINDOW`] bytes, spread over the plane).
+const PROBE_MIN_SAVING: f64 = 0.05;
+const PROBE_WINDOWS: usize = 3;
+const PROBE_WINDOW: usize = 2048;
 /// Compressor code of LZ4 in the top three bits of the flags.
 const LZ4_CODE: u8 = 1 << 5;
 
@@ -102,7 +118,18 @@ impl Compression {
     }
 }
 
+/// Per-thread buffers of the Blosc encoder, kept between chunks (fresh ones per chunk are
+/// fresh pages every time): the shuffled block, LZ4's hash table and the probe's output.
+#[derive(Default)]
+struct BloscScratch {
+    shuffled: Vec<u8>,
+    table: Option<lz4_flex::block::CompressTable>,
+    probe: Vec<u8>,
+}
+
 thread_local! {
+    static BLOSC_SCRATCH: std::cell::RefCell<BloscScratch> =
+        std::cell::RefCell::new(BloscScratch::default());
     /// One Zstandard context per thread, kept between chunks (making one costs more than a
     /// small chunk's compression).
     static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
@@ -139,50 +166,118 @@ fn blosc_lz4(raw: &[u8], typesize: usize, out: &mut Vec<u8>) -> Result<()> {
     // Blocks hold whole samples.
     let block = (BLOSC_BLOCK / typesize * typesize).min(nbytes.max(1));
     let blocks = nbytes.div_ceil(block);
-    let mut flags = FLAG_DONT_SPLIT | LZ4_CODE;
+    // Split into byte planes only where every Blosc decoder splits too: the flag alone
+    // decides for decoders since 1.13, older ones split a block of at least 128 samples of
+    // at most 16 bytes; none splits the last, shorter block.
+    let split = shuffle && typesize <= BLOSC_MAX_SPLITS && block / typesize >= BLOSC_MIN_SPLIT;
+    let mut flags = LZ4_CODE;
     if shuffle {
         flags |= FLAG_SHUFFLE;
     }
+    if !split {
+        flags |= FLAG_DONT_SPLIT;
+    }
+    // Each block is shuffled and compressed on its own, on the rayon pool when there are
+    // several (one chunk is answered in half the time on two cores), then put in order.
+    let encode = |part: &[u8]| -> Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(4 * typesize + part.len() + part.len() / 200);
+        BLOSC_SCRATCH.with(|cell| {
+            let scratch = &mut *cell.borrow_mut();
+            let mut shuffled = std::mem::take(&mut scratch.shuffled);
+            let input: &[u8] = if shuffle {
+                shuffled.resize(part.len(), 0);
+                byte_shuffle(part, typesize, &mut shuffled);
+                &shuffled
+            } else {
+                part
+            };
+            let result = if split && part.len() == block {
+                // One stream per byte plane: a plane of CT noise is stored after a probe
+                // instead of being run through LZ4 whole; planes that repeat are compressed.
+                input
+                    .chunks_exact(block / typesize)
+                    .try_for_each(|plane| put_stream(plane, true, scratch, &mut bytes))
+            } else {
+                put_stream(input, false, scratch, &mut bytes)
+            };
+            scratch.shuffled = shuffled;
+            result
+        })?;
+        Ok(bytes)
+    };
+    let encoded: Vec<Vec<u8>> = if blocks > 1 {
+        raw.par_chunks(block).map(encode).collect::<Result<_>>()?
+    } else {
+        raw.chunks(block).map(encode).collect::<Result<_>>()?
+    };
     let table = BLOSC_HEADER + 4 * blocks;
+    let total = table + encoded.iter().map(Vec::len).sum::<usize>();
+    if total >= nbytes + BLOSC_HEADER {
+        // A chunk that does not shrink is one plain copy (smaller than the blocks' framing).
+        out.resize(BLOSC_HEADER, 0);
+        out.extend_from_slice(raw);
+        write_blosc_header(
+            out,
+            FLAG_MEMCPYED | FLAG_DONT_SPLIT | LZ4_CODE,
+            typesize,
+            nbytes,
+            block,
+        );
+        return Ok(());
+    }
+    out.reserve(total);
     out.resize(table, 0);
-    let mut shuffled = vec![0u8; if shuffle { block } else { 0 }];
-    let mut packed = vec![0u8; lz4_flex::block::get_maximum_output_size(block)];
-    for (i, part) in raw.chunks(block).enumerate() {
+    for (i, bytes) in encoded.iter().enumerate() {
         let start = out.len() as u32;
         out[BLOSC_HEADER + 4 * i..][..4].copy_from_slice(&start.to_le_bytes());
-        let input: &[u8] = if shuffle {
-            let dst = &mut shuffled[..part.len()];
-            byte_shuffle(part, typesize, dst);
-            dst
-        } else {
-            part
-        };
-        let n = lz4_flex::block::compress_into(input, &mut packed)
-            .map_err(|e| Error::internal("blosc compression", e.to_string()))?;
-        if n < input.len() {
-            out.extend_from_slice(&(n as u32).to_le_bytes());
-            out.extend_from_slice(&packed[..n]);
-        } else {
-            // Stored: a compressed size equal to the block's size means a plain copy.
-            out.extend_from_slice(&(input.len() as u32).to_le_bytes());
-            out.extend_from_slice(input);
+        out.extend_from_slice(bytes);
+    }
+    write_blosc_header(out, flags, typesize, nbytes, block);
+    Ok(())
+}
+
+/// Appends one Blosc stream to `out`: its 4-byte compressed size, then its LZ4 block, or the
+/// stream as it is when LZ4 would not shrink it (a compressed size equal to the stream's size
+/// means a plain copy). With `probe`, a few windows of the stream are tried first, and a
+/// stream none of them shrinks by [`PROBE_MIN_SAVING`] is stored without compressing the rest.
+fn put_stream(
+    stream: &[u8],
+    probe: bool,
+    scratch: &mut BloscScratch,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    use lz4_flex::block::{CompressTable, compress_into_with_table, get_maximum_output_size};
+    let fail =
+        |e: lz4_flex::block::CompressError| Error::internal("blosc compression", e.to_string());
+    let table = scratch.table.get_or_insert_with(CompressTable::large);
+    if probe && stream.len() >= PROBE_WINDOWS * PROBE_WINDOW * 4 {
+        let step = (stream.len() - PROBE_WINDOW) / (PROBE_WINDOWS - 1);
+        scratch
+            .probe
+            .resize(get_maximum_output_size(PROBE_WINDOW), 0);
+        let mut packed = 0;
+        for w in 0..PROBE_WINDOWS {
+            let window = &stream[w * step..w * step + PROBE_WINDOW];
+            packed += compress_into_with_table(window, &mut scratch.probe, table).map_err(fail)?;
         }
-        // A chunk that does not shrink is one plain copy (smaller than the blocks' framing).
-        if out.len() >= nbytes + BLOSC_HEADER {
-            out.clear();
-            out.resize(BLOSC_HEADER, 0);
-            out.extend_from_slice(raw);
-            write_blosc_header(
-                out,
-                FLAG_MEMCPYED | FLAG_DONT_SPLIT | LZ4_CODE,
-                typesize,
-                nbytes,
-                block,
-            );
+        let tried = PROBE_WINDOWS * PROBE_WINDOW;
+        if packed as f64 > tried as f64 * (1.0 - PROBE_MIN_SAVING) {
+            out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+            out.extend_from_slice(stream);
             return Ok(());
         }
     }
-    write_blosc_header(out, flags, typesize, nbytes, block);
+    let start = out.len();
+    out.resize(start + 4 + get_maximum_output_size(stream.len()), 0);
+    let n = compress_into_with_table(stream, &mut out[start + 4..], table).map_err(fail)?;
+    if n < stream.len() {
+        out.truncate(start + 4 + n);
+        out[start..start + 4].copy_from_slice(&(n as u32).to_le_bytes());
+    } else {
+        out.truncate(start);
+        out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+        out.extend_from_slice(stream);
+    }
     Ok(())
 }
 

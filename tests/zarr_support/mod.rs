@@ -65,7 +65,14 @@ pub fn blosc(src: &[u8]) -> Vec<u8> {
     for b in 0..blocks {
         let bsize = blocksize.min(nbytes - b * blocksize);
         let mut at = u32_at(16 + 4 * b);
-        let streams = if flags & 0x10 != 0 { 1 } else { typesize };
+        // Blosc 1's rule: without the don't-split flag, a whole block of at least 128
+        // samples of at most 16 bytes is one stream per byte; the last, shorter block is one.
+        let whole = bsize == blocksize;
+        let streams = if flags & 0x10 == 0 && whole && typesize <= 16 && bsize / typesize >= 128 {
+            typesize
+        } else {
+            1
+        };
         let mut block = Vec::with_capacity(bsize);
         for _ in 0..streams {
             let ssize = bsize / streams;
