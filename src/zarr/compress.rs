@@ -7,9 +7,9 @@
 //! what makes LZ4 find anything in 16-bit CT), then split into one stream per byte plane where
 //! every Blosc 1 and 2 decoder splits too (a whole block of at least 128 samples of at most 16
 //! bytes; the last, shorter block is one stream; else flag `0x10`, don't split). A plane is
-//! probed first (LZ4 over three 2 KiB windows): the noise plane of CT, which LZ4 cannot shrink,
-//! is stored as it is without running LZ4 over all of it (a compressed size equal to the
-//! stream's size means a plain copy), and so is any stream LZ4 does not shrink. A chunk of
+//! probed first (LZ4 over three 2 KiB windows): a plane they do not shrink by 5% (CT noise) is
+//! stored as it is without running LZ4 over all of it (a compressed size equal to the stream's
+//! size means a plain copy), and so is any stream LZ4 does not shrink. A chunk of
 //! several blocks is encoded on the rayon pool, block by block; a chunk that would not shrink
 //! at all is one plain copy (flag `0x02`). numcodecs' bare `"lz4"` codec (a different framing
 //! that tensorstore and neuroglancer refuse) is never written.
