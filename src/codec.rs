@@ -127,7 +127,7 @@ impl BlobId {
     }
 }
 /// Samples of the slice compressed both ways to choose the filter: this many windows ...
-const PROBE_WINDOWS: usize = 3;
+pub(crate) const PROBE_WINDOWS: usize = 3;
 /// ... of this many bytes each.
 const PROBE_BYTES: usize = 8 << 10;
 
@@ -335,14 +335,15 @@ impl BlobHeader {
     }
 }
 
-/// Per-thread reusable buffers: LZ4's hash table, the probe's buffers and the output.
+/// Per-thread reusable buffers: LZ4's hash table, the probe's buffers and the output. The
+/// Zarr chunk encoder's Blosc uses them too ([`with_scratch`]).
 #[derive(Default)]
-struct Scratch {
-    table: Option<CompressTable>,
+pub(crate) struct Scratch {
+    pub(crate) table: Option<CompressTable>,
     probe: Vec<u8>,
-    probe_out: Vec<u8>,
+    pub(crate) probe_out: Vec<u8>,
     out: Vec<u8>,
-    planes: Vec<u8>,
+    pub(crate) planes: Vec<u8>,
 }
 
 impl Scratch {
@@ -353,6 +354,11 @@ impl Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's [`Scratch`] (not to be called again from inside `f`).
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| f(&mut cell.borrow_mut()))
 }
 
 /// Writes the byte planes of `src` (samples of `size` bytes, little-endian) into `dst`, most
@@ -397,8 +403,24 @@ fn unshuffle(planes: &[&[u8]], dst: &mut [u8]) {
     }
 }
 
+/// [`PROBE_WINDOWS`] windows of `window` bytes spread evenly over `raw` (starting at
+/// multiples of `align`), or `raw` itself when it is no longer than they are together.
+pub(crate) fn probe_windows(
+    raw: &[u8],
+    window: usize,
+    align: usize,
+) -> impl Iterator<Item = &[u8]> {
+    let (count, step, len) = if raw.len() <= window * PROBE_WINDOWS {
+        (1, 0, raw.len())
+    } else {
+        let step = (raw.len() - window) / (PROBE_WINDOWS - 1) / align * align;
+        (PROBE_WINDOWS, step, window)
+    };
+    (0..count).map(move |w| &raw[w * step..w * step + len])
+}
+
 /// LZ4-compressed length of `input` (`usize::MAX` if it could not be compressed).
-fn lz4_len(input: &[u8], out: &mut Vec<u8>, table: &mut CompressTable) -> usize {
+pub(crate) fn lz4_len(input: &[u8], out: &mut Vec<u8>, table: &mut CompressTable) -> usize {
     out.resize(get_maximum_output_size(input.len()), 0);
     compress_into_with_table(input, out, table).unwrap_or(usize::MAX)
 }
@@ -413,14 +435,6 @@ struct Estimate {
 
 fn estimate(raw: &[u8], size: usize, scratch: &mut Scratch, with_plain: bool) -> Estimate {
     let window = (PROBE_BYTES / size) * size;
-    let windows: Vec<&[u8]> = if raw.len() <= window * PROBE_WINDOWS {
-        vec![raw]
-    } else {
-        let step = (raw.len() - window) / (PROBE_WINDOWS - 1) / size * size;
-        (0..PROBE_WINDOWS)
-            .map(|w| &raw[w * step..w * step + window])
-            .collect()
-    };
     let mut est = Estimate {
         plain: 0,
         planes: [0; 4],
@@ -428,7 +442,7 @@ fn estimate(raw: &[u8], size: usize, scratch: &mut Scratch, with_plain: bool) ->
     };
     let mut probe = std::mem::take(&mut scratch.probe);
     let mut out = std::mem::take(&mut scratch.probe_out);
-    for part in windows {
+    for part in probe_windows(raw, window, size) {
         if with_plain {
             est.plain += lz4_len(part, &mut out, scratch.table());
         }
@@ -446,7 +460,7 @@ fn estimate(raw: &[u8], size: usize, scratch: &mut Scratch, with_plain: bool) ->
 }
 
 /// A plane is compressed when the probe says LZ4 saves at least this fraction of it.
-const PLANE_MIN_SAVING: f64 = 0.05;
+pub(crate) const PLANE_MIN_SAVING: f64 = 0.05;
 
 /// Samples made ready for compression: filtered (for [`Filter::Shuffle`], the byte planes),
 /// with the per-plane choice already made. Lets a caller do the copy on one thread and the

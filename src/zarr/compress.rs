@@ -16,6 +16,7 @@
 
 use rayon::prelude::*;
 
+use crate::codec;
 use crate::error::{Error, Result};
 
 /// How chunks are compressed.
@@ -52,10 +53,8 @@ const FLAG_DONT_SPLIT: u8 = 0x10;
 const BLOSC_MAX_SPLITS: usize = 16;
 /// ... and blocks of at least this many samples.
 const BLOSC_MIN_SPLIT: usize = 128;
-/// A plane of a block is compressed when LZ4 saves at least this fraction of a few windows
-/// of it ([`PROBE_WINDOWS`] of [`PROBE_WINDOW`] bytes, spread over the plane).
-const PROBE_MIN_SAVING: f64 = 0.05;
-const PROBE_WINDOWS: usize = 3;
+/// A plane of a block is probed as the blob codec probes a slice's planes (the same windows
+/// and minimum saving), with windows of this many bytes.
 const PROBE_WINDOW: usize = 2048;
 /// Compressor code of LZ4 in the top three bits of the flags.
 const LZ4_CODE: u8 = 1 << 5;
@@ -118,18 +117,7 @@ impl Compression {
     }
 }
 
-/// Per-thread buffers of the Blosc encoder, kept between chunks (fresh ones per chunk are
-/// fresh pages every time): the shuffled block, LZ4's hash table and the probe's output.
-#[derive(Default)]
-struct BloscScratch {
-    shuffled: Vec<u8>,
-    table: Option<lz4_flex::block::CompressTable>,
-    probe: Vec<u8>,
-}
-
 thread_local! {
-    static BLOSC_SCRATCH: std::cell::RefCell<BloscScratch> =
-        std::cell::RefCell::new(BloscScratch::default());
     /// One Zstandard context per thread, kept between chunks (making one costs more than a
     /// small chunk's compression).
     static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
@@ -177,13 +165,11 @@ fn blosc_lz4(raw: &[u8], typesize: usize, out: &mut Vec<u8>) -> Result<()> {
     if !split {
         flags |= FLAG_DONT_SPLIT;
     }
-    // Each block is shuffled and compressed on its own, on the rayon pool when there are
-    // several (one chunk is answered in half the time on two cores), then put in order.
-    let encode = |part: &[u8]| -> Result<Vec<u8>> {
-        let mut bytes = Vec::with_capacity(4 * typesize + part.len() + part.len() / 200);
-        BLOSC_SCRATCH.with(|cell| {
-            let scratch = &mut *cell.borrow_mut();
-            let mut shuffled = std::mem::take(&mut scratch.shuffled);
+    // Each block is shuffled and compressed on its own, appended to `into`.
+    let encode = |part: &[u8], into: &mut Vec<u8>| -> Result<()> {
+        codec::with_scratch(|scratch| {
+            // The blob codec's buffers: `planes` holds the shuffled block.
+            let mut shuffled = std::mem::take(&mut scratch.planes);
             let input: &[u8] = if shuffle {
                 shuffled.resize(part.len(), 0);
                 byte_shuffle(part, typesize, &mut shuffled);
@@ -196,24 +182,44 @@ fn blosc_lz4(raw: &[u8], typesize: usize, out: &mut Vec<u8>) -> Result<()> {
                 // instead of being run through LZ4 whole; planes that repeat are compressed.
                 input
                     .chunks_exact(block / typesize)
-                    .try_for_each(|plane| put_stream(plane, true, scratch, &mut bytes))
+                    .try_for_each(|plane| put_stream(plane, true, scratch, into))
             } else {
-                put_stream(input, false, scratch, &mut bytes)
+                put_stream(input, false, scratch, into)
             };
-            scratch.shuffled = shuffled;
+            scratch.planes = shuffled;
             result
-        })?;
-        Ok(bytes)
-    };
-    let encoded: Vec<Vec<u8>> = if blocks > 1 {
-        raw.par_chunks(block).map(encode).collect::<Result<_>>()?
-    } else {
-        raw.chunks(block).map(encode).collect::<Result<_>>()?
+        })
     };
     let table = BLOSC_HEADER + 4 * blocks;
-    let total = table + encoded.iter().map(Vec::len).sum::<usize>();
-    if total >= nbytes + BLOSC_HEADER {
+    out.resize(table, 0);
+    if blocks > 1 && rayon::current_thread_index().is_none() {
+        // One chunk asked for outside the pool (a server's request): its blocks on the pool,
+        // so that it is answered in about half the time on two cores, then put in order. On
+        // the pool (an export, whose chunks already share it) the blocks go straight into `out`.
+        let encoded = raw
+            .par_chunks(block)
+            .map(|part| {
+                let mut bytes = Vec::with_capacity(4 * typesize + part.len() + part.len() / 200);
+                encode(part, &mut bytes).map(|()| bytes)
+            })
+            .collect::<Result<Vec<Vec<u8>>>>()?;
+        out.reserve(encoded.iter().map(Vec::len).sum());
+        for (i, bytes) in encoded.iter().enumerate() {
+            let start = out.len() as u32;
+            out[BLOSC_HEADER + 4 * i..][..4].copy_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+    } else {
+        out.reserve(nbytes + nbytes / 200 + 4 * typesize * blocks);
+        for (i, part) in raw.chunks(block).enumerate() {
+            let start = out.len() as u32;
+            out[BLOSC_HEADER + 4 * i..][..4].copy_from_slice(&start.to_le_bytes());
+            encode(part, out)?;
+        }
+    }
+    if out.len() >= nbytes + BLOSC_HEADER {
         // A chunk that does not shrink is one plain copy (smaller than the blocks' framing).
+        out.clear();
         out.resize(BLOSC_HEADER, 0);
         out.extend_from_slice(raw);
         write_blosc_header(
@@ -225,58 +231,48 @@ fn blosc_lz4(raw: &[u8], typesize: usize, out: &mut Vec<u8>) -> Result<()> {
         );
         return Ok(());
     }
-    out.reserve(total);
-    out.resize(table, 0);
-    for (i, bytes) in encoded.iter().enumerate() {
-        let start = out.len() as u32;
-        out[BLOSC_HEADER + 4 * i..][..4].copy_from_slice(&start.to_le_bytes());
-        out.extend_from_slice(bytes);
-    }
     write_blosc_header(out, flags, typesize, nbytes, block);
     Ok(())
 }
 
 /// Appends one Blosc stream to `out`: its 4-byte compressed size, then its LZ4 block, or the
 /// stream as it is when LZ4 would not shrink it (a compressed size equal to the stream's size
-/// means a plain copy). With `probe`, a few windows of the stream are tried first, and a
-/// stream none of them shrinks by [`PROBE_MIN_SAVING`] is stored without compressing the rest.
+/// means a plain copy). With `probe`, a few windows of the stream are tried first
+/// ([`codec::probe_windows`]), and a stream they do not shrink by [`codec::PLANE_MIN_SAVING`]
+/// is stored without compressing the rest.
 fn put_stream(
     stream: &[u8],
     probe: bool,
-    scratch: &mut BloscScratch,
+    scratch: &mut codec::Scratch,
     out: &mut Vec<u8>,
 ) -> Result<()> {
     use lz4_flex::block::{CompressTable, compress_into_with_table, get_maximum_output_size};
-    let fail =
-        |e: lz4_flex::block::CompressError| Error::internal("blosc compression", e.to_string());
     let table = scratch.table.get_or_insert_with(CompressTable::large);
-    if probe && stream.len() >= PROBE_WINDOWS * PROBE_WINDOW * 4 {
-        let step = (stream.len() - PROBE_WINDOW) / (PROBE_WINDOWS - 1);
-        scratch
-            .probe
-            .resize(get_maximum_output_size(PROBE_WINDOW), 0);
-        let mut packed = 0;
-        for w in 0..PROBE_WINDOWS {
-            let window = &stream[w * step..w * step + PROBE_WINDOW];
-            packed += compress_into_with_table(window, &mut scratch.probe, table).map_err(fail)?;
+    let stored = |out: &mut Vec<u8>| {
+        out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+        out.extend_from_slice(stream);
+    };
+    if probe && stream.len() >= codec::PROBE_WINDOWS * PROBE_WINDOW * 4 {
+        let (mut packed, mut tried) = (0, 0);
+        for window in codec::probe_windows(stream, PROBE_WINDOW, 1) {
+            packed += codec::lz4_len(window, &mut scratch.probe_out, table).min(window.len());
+            tried += window.len();
         }
-        let tried = PROBE_WINDOWS * PROBE_WINDOW;
-        if packed as f64 > tried as f64 * (1.0 - PROBE_MIN_SAVING) {
-            out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
-            out.extend_from_slice(stream);
+        if packed as f64 > tried as f64 * (1.0 - codec::PLANE_MIN_SAVING) {
+            stored(out);
             return Ok(());
         }
     }
     let start = out.len();
     out.resize(start + 4 + get_maximum_output_size(stream.len()), 0);
-    let n = compress_into_with_table(stream, &mut out[start + 4..], table).map_err(fail)?;
+    let n = compress_into_with_table(stream, &mut out[start + 4..], table)
+        .map_err(|e| Error::internal("blosc compression", e.to_string()))?;
     if n < stream.len() {
         out.truncate(start + 4 + n);
         out[start..start + 4].copy_from_slice(&(n as u32).to_le_bytes());
     } else {
         out.truncate(start);
-        out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
-        out.extend_from_slice(stream);
+        stored(out);
     }
     Ok(())
 }
