@@ -31,16 +31,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let tmp = tempfile::tempdir().expect("temporary folder");
-        let scan = tmp.path().join("scan");
-        Phantom::new(SOURCE, SOURCE, 2)
-            .with_seed(7)
-            .write(&scan)
-            .expect("phantom stack written");
-        let pyr = Pyramid::builder(&scan)
-            .with_disk_cache(false)
-            .build()
-            .expect("pyramid opens");
+        let (tmp, pyr) = phantom_pyramid(Phantom::new(SOURCE, SOURCE, 2));
         // Made once: every later request is a memory hit.
         pyr.slice(LEVEL, 0).expect("level-1 slice");
         Fixture { _tmp: tmp, pyr }
@@ -78,6 +69,34 @@ fn chunks(c: &mut Criterion) {
     g.finish();
 }
 
+/// The phantom written to a temporary folder (seed 7) and its pyramid, no disk tier.
+fn phantom_pyramid(phantom: Phantom) -> (tempfile::TempDir, Pyramid) {
+    let tmp = tempfile::tempdir().expect("temporary folder");
+    let scan = tmp.path().join("scan");
+    phantom
+        .with_seed(7)
+        .write(&scan)
+        .expect("phantom stack written");
+    let pyr = Pyramid::builder(&scan)
+        .with_disk_cache(false)
+        .build()
+        .expect("pyramid opens");
+    (tmp, pyr)
+}
+
+/// `n` plain `Instant` timings of `run`, sorted.
+fn sorted_timings(n: usize, mut run: impl FnMut()) -> Vec<Duration> {
+    let mut t: Vec<Duration> = (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed()
+        })
+        .collect();
+    t.sort_unstable();
+    t
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -97,14 +116,7 @@ fn percentiles(_: &mut Criterion) {
         for _ in 0..SAMPLES / 10 {
             f.served(&layout, &mut out);
         }
-        let mut t: Vec<Duration> = (0..SAMPLES)
-            .map(|_| {
-                let start = Instant::now();
-                f.served(&layout, &mut out);
-                start.elapsed()
-            })
-            .collect();
-        t.sort_unstable();
+        let t = sorted_timings(SAMPLES, || f.served(&layout, &mut out));
         let (p50, p99, max) = (t[SAMPLES / 2], t[SAMPLES * 99 / 100], t[SAMPLES - 1]);
         let goal = if compression == Compression::None {
             String::new()
@@ -136,17 +148,9 @@ struct Cold {
 
 impl Cold {
     fn new() -> Cold {
-        let tmp = tempfile::tempdir().expect("temporary folder");
-        let scan = tmp.path().join("scan");
-        Phantom::new(COLD_SOURCE, COLD_SOURCE, 1)
-            .with_sample_type(SampleType::U16)
-            .with_seed(7)
-            .write(&scan)
-            .expect("phantom stack written");
-        let pyr = Pyramid::builder(&scan)
-            .with_disk_cache(false)
-            .build()
-            .expect("pyramid opens");
+        let (tmp, pyr) = phantom_pyramid(
+            Phantom::new(COLD_SOURCE, COLD_SOURCE, 1).with_sample_type(SampleType::U16),
+        );
         let layout = ZarrLayout::new(pyr.levels(), ChunkShape::default(), Compression::BloscLz4)
             .expect("layout");
         Cold {
@@ -193,15 +197,7 @@ fn cold_chunks(c: &mut Criterion) {
     // Medians of plain timings, for the ratio.
     let median = |run: &dyn Fn(&mut Vec<u8>)| {
         let mut out = Vec::new();
-        let mut t: Vec<Duration> = (0..60)
-            .map(|_| {
-                let start = Instant::now();
-                run(&mut out);
-                start.elapsed()
-            })
-            .collect();
-        t.sort_unstable();
-        t[t.len() / 2]
+        sorted_timings(60, || run(&mut out))[30]
     };
     let (rows, whole) = (median(&|o| f.rows(o)), median(&|o| f.whole(o)));
     println!();

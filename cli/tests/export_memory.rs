@@ -43,6 +43,22 @@ fn export_usage_with(scan: &Path, out: &Path, extra: &[&str]) -> (i64, i64) {
     (usage.ru_minflt, usage.ru_maxrss)
 }
 
+/// Medians of three exports of `scan` (to `out0`, `out1`, `out2`): minor faults and peak RSS.
+fn median_usage(scan: &Path, out: &Path, extra: &[&str]) -> (i64, i64) {
+    let mut faults = Vec::new();
+    let mut rss = Vec::new();
+    for i in 0..3 {
+        let mut name = out.as_os_str().to_owned();
+        name.push(i.to_string());
+        let (f, r) = export_usage_with(scan, Path::new(&name), extra);
+        faults.push(f);
+        rss.push(r);
+    }
+    faults.sort_unstable();
+    rss.sort_unstable();
+    (faults[1], rss[1])
+}
+
 #[test]
 fn export_without_cache_touches_the_same_fresh_memory_for_4x_the_slices() {
     let tmp = tempfile::tempdir().unwrap();
@@ -52,18 +68,7 @@ fn export_without_cache_touches_the_same_fresh_memory_for_4x_the_slices() {
     Phantom::new(1024, 1024, 96).write(&deep).unwrap();
     // Warm up the page cache and the binary once; the medians of three runs are compared.
     export_usage(&shallow, &tmp.path().join("warm"));
-    let runs = |scan: &Path, name: &str| {
-        let mut faults = Vec::new();
-        let mut rss = Vec::new();
-        for i in 0..3 {
-            let (f, r) = export_usage(scan, &tmp.path().join(format!("{name}{i}")));
-            faults.push(f);
-            rss.push(r);
-        }
-        faults.sort_unstable();
-        rss.sort_unstable();
-        (faults[1], rss[1])
-    };
+    let runs = |scan: &Path, name: &str| median_usage(scan, &tmp.path().join(name), &[]);
     let (faults_24, rss_24) = runs(&shallow, "s");
     let (faults_96, rss_96) = runs(&deep, "d");
     let figures = format!(
@@ -100,19 +105,7 @@ fn ome_zarr_export_in_deep_chunks_touches_the_same_fresh_memory_for_4x_the_slice
         "zstd",
     ];
     export_usage_with(&shallow, &tmp.path().join("warm.ome.zarr"), &args);
-    let runs = |scan: &Path, name: &str| {
-        let mut faults = Vec::new();
-        let mut rss = Vec::new();
-        for i in 0..3 {
-            let out = tmp.path().join(format!("{name}{i}.ome.zarr"));
-            let (f, r) = export_usage_with(scan, &out, &args);
-            faults.push(f);
-            rss.push(r);
-        }
-        faults.sort_unstable();
-        rss.sort_unstable();
-        (faults[1], rss[1])
-    };
+    let runs = |scan: &Path, name: &str| median_usage(scan, &tmp.path().join(name), &args);
     let (faults_128, rss_128) = runs(&shallow, "s");
     let (faults_512, rss_512) = runs(&deep, "d");
     let figures = format!(
