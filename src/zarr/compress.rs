@@ -9,9 +9,10 @@
 //! bytes; the last, shorter block is one stream; else flag `0x10`, don't split). A plane is
 //! probed first (LZ4 over three 2 KiB windows): a plane they do not shrink by 5% (CT noise) is
 //! stored as it is without running LZ4 over all of it (a compressed size equal to the stream's
-//! size means a plain copy), and so is any stream LZ4 does not shrink. A chunk of
-//! several blocks is encoded on the rayon pool, block by block; a chunk that would not shrink
-//! at all is one plain copy (flag `0x02`). numcodecs' bare `"lz4"` codec (a different framing
+//! size means a plain copy), and so is any stream LZ4 does not shrink. The blocks of a chunk
+//! asked for outside the rayon pool (a server's request) are encoded on the pool; on the pool
+//! (an export) they go straight into the output. A chunk that would not shrink at all is one
+//! plain copy (flag `0x02`). numcodecs' bare `"lz4"` codec (a different framing
 //! that tensorstore and neuroglancer refuse) is never written.
 
 use rayon::prelude::*;
